@@ -1,0 +1,177 @@
+"""HTTP client of the Qimen gateway: one choke point, :meth:`QimenClient._post`.
+
+System parameters go in the query string, business parameters form-encoded UTF-8 in
+the body, the signature covers both. Every failure becomes a :class:`SendResult`;
+secrets and signatures never appear in its text, logs or exceptions.
+"""
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import requests
+
+from .const import API_SALESORDER_UPDATE, SECRET_PARAMS
+from .request import build_salesorder_update, system_params
+from .responses import PERMANENT, SUCCESS, TRANSIENT, parse_reply
+from .signing import sign
+
+_logger = logging.getLogger(__name__)
+_local = threading.local()
+_SIGN_IN_URL = re.compile(r"(sign=)[0-9A-Fa-f]+")
+MAX_REPLY_CHARS = 4000
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+
+
+def shared_session():
+    """A ``requests.Session`` reused per thread (keep-alive to the gateway)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def redact(text, secrets):
+    """Replace every secret value in ``text`` by ``***``."""
+    text = str(text)
+    for secret in secrets:
+        if secret and len(str(secret)) >= 4:
+            text = text.replace(str(secret), "***")
+    return text
+
+
+def redact_params(params):
+    """Copy of ``params`` with secret values masked."""
+    return {k: ("***" if k in SECRET_PARAMS else v) for k, v in params.items()}
+
+
+@dataclass
+class SendResult:
+    """What became of one call: ``outcome`` success / transient / permanent."""
+
+    outcome: str
+    code: str = ""
+    sub_code: str = ""
+    message: str = ""
+    http_status: int = 0
+    request: dict = field(default_factory=dict)
+    reply_text: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def ok(self):
+        return self.outcome == SUCCESS
+
+    @property
+    def transient(self):
+        return self.outcome == TRANSIENT
+
+    @property
+    def permanent(self):
+        return self.outcome == PERMANENT
+
+    def describe(self):
+        parts = [p for p in (self.code and f"code {self.code}", self.sub_code) if p]
+        head = " ".join(parts)
+        if self.http_status and self.http_status != 200:
+            head = f"HTTP {self.http_status} {head}".strip()
+        return f"{head}: {self.message}" if head and self.message else (head or self.message)
+
+
+class QimenClient:
+    """Signed calls to the Qimen gateway."""
+
+    def __init__(
+        self,
+        url,
+        app_key,
+        secret,
+        target_app_key=None,
+        sign_method="md5",
+        fmt="json",
+        connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+        read_timeout=DEFAULT_READ_TIMEOUT,
+        session=None,
+    ):
+        self.url = url
+        self.app_key = app_key
+        self._secret = secret
+        self.target_app_key = target_app_key
+        self.sign_method = sign_method
+        self.fmt = fmt
+        self.timeout = (float(connect_timeout), float(read_timeout))
+        self.session = session
+
+    def __repr__(self):
+        return f"<QimenClient {self.url} app_key={self.app_key}>"
+
+    def prepare(self, method, business_params, timestamp=None):
+        """Return ``(query, body)`` for a call; ``query`` carries ``sign``."""
+        query = system_params(
+            self.app_key,
+            method=method,
+            target_app_key=self.target_app_key,
+            sign_method=self.sign_method,
+            fmt=self.fmt,
+            timestamp=timestamp,
+        )
+        body = {k: v for k, v in business_params.items() if v not in (None, "")}
+        query["sign"] = sign({**query, **body}, self._secret, self.sign_method)
+        return query, body
+
+    def salesorder_update(self, values, timestamp=None):
+        """Validate and send a ``qimen.taobao.pos.salesorder.update``."""
+        return self.call(API_SALESORDER_UPDATE, build_salesorder_update(values), timestamp)
+
+    def call(self, method, business_params, timestamp=None):
+        query, body = self.prepare(method, business_params, timestamp)
+        recorded = {"query": redact_params(query), "body": dict(body)}
+        started = time.monotonic()
+        try:
+            response = self._post(query, body)
+        except requests.Timeout as exc:
+            result = SendResult(TRANSIENT, message=self._clean(f"timeout: {exc}"))
+        except requests.ConnectionError as exc:
+            result = SendResult(TRANSIENT, message=self._clean(f"unreachable: {exc}"))
+        except requests.RequestException as exc:
+            result = SendResult(TRANSIENT, message=self._clean(f"request failed: {exc}"))
+        else:
+            reply = parse_reply(response.content, response.status_code)
+            result = SendResult(
+                reply.outcome,
+                code=reply.code,
+                sub_code=reply.sub_code,
+                message=self._clean("; ".join(m for m in (reply.message, reply.sub_message) if m)),
+                http_status=response.status_code,
+                reply_text=self._clean(response.text[:MAX_REPLY_CHARS]),
+            )
+        result.request = recorded
+        result.elapsed = time.monotonic() - started
+        _logger.info(
+            "Qimen %s %s -> %s %s (%.2fs)",
+            method,
+            body.get("orderBillCode", ""),
+            result.outcome,
+            result.describe(),
+            result.elapsed,
+        )
+        return result
+
+    def _post(self, query, body):
+        """The only place that talks to the network."""
+        session = self.session or shared_session()
+        return session.post(
+            self.url,
+            params=query,
+            data=urlencode(body, encoding="utf-8").encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            timeout=self.timeout,
+        )
+
+    def _clean(self, text):
+        """Remove the secret and any signature from a text (URLs in exceptions)."""
+        return _SIGN_IN_URL.sub(r"\1***", redact(text, [self._secret]))

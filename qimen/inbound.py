@@ -1,0 +1,261 @@
+"""The receiving side: parse a call the gateway forwards, verify it, build replies.
+
+The gateway sends system parameters in the query and the business fields as a raw
+JSON object, an XML ``<request>`` or a form body, signed with the receiver's secret
+over the sorted query (without ``sign``) followed by the raw body.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from lxml import etree
+
+from .const import (
+    API_SALESORDER_UPDATE,
+    API_UPDATE_SALESORDER,
+    CODE_SUCCESS,
+    DATE_FIELDS,
+    INBOUND_ENUMS,
+    SALESORDER_UPDATE_FIELDS,
+    SIGN_METHODS,
+    UPDATE_SALESORDER_EXTRA_FIELDS,
+)
+from .errors import QimenValidationError, QimenXMLError
+from .signing import verify
+from .timeutil import parse_gmt8
+from .xmlsafe import element_to_data, parse_xml, xml_document
+
+MAX_BODY_BYTES = 256 * 1024
+DEFAULT_MAX_SKEW = 600
+INBOUND_FIELDS = SALESORDER_UPDATE_FIELDS + UPDATE_SALESORDER_EXTRA_FIELDS
+
+
+class InboundError(Exception):
+    """A call rejected before or while it is applied; becomes a Qimen error reply."""
+
+    def __init__(self, code, sub_code, message, http_status=400):
+        self.code = str(code)
+        self.sub_code = sub_code
+        self.message = message
+        self.http_status = http_status
+        super().__init__(f"{code} {sub_code}: {message}")
+
+
+@dataclass
+class InboundCall:
+    """A parsed incoming call."""
+
+    method: str
+    query: dict
+    params: dict
+    fmt: str = "json"
+    raw_body: bytes = b""
+    body_kind: str = "none"
+    form: dict = field(default_factory=dict)
+
+    @property
+    def app_key(self):
+        return self.query.get("app_key", "")
+
+    @property
+    def target_app_key(self):
+        return self.query.get("target_appkey") or self.query.get("target_app_key") or ""
+
+    @property
+    def customerid(self):
+        return self.query.get("customerid") or self.params.get("customerid") or ""
+
+    @property
+    def sign_method(self):
+        return (self.query.get("sign_method") or "md5").lower()
+
+
+def normalize_method(method):
+    """Accept the API name with or without its ``qimen.`` (or ``taobao.``) prefix."""
+    method = (method or "").strip()
+    for full in (API_UPDATE_SALESORDER, API_SALESORDER_UPDATE):
+        if method == full or (full.endswith("." + method) and "." in method):
+            return full
+    return method
+
+
+def _query_dict(query):
+    if isinstance(query, (bytes, str)):
+        text = query.decode("utf-8") if isinstance(query, bytes) else query
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return {str(k): (v[0] if isinstance(v, list) else v) for k, v in dict(query).items()}
+
+
+def _parse_body(raw, content_type):
+    """Return (kind, params) for a JSON, XML or form body."""
+    content_type = (content_type or "").lower()
+    text_start = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if not raw.strip():
+        return "none", {}
+    if text_start == b"{" or "json" in content_type:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InboundError(41, "isv.invalid-parameter", f"malformed JSON body: {exc}") from None
+        if not isinstance(data, dict):
+            raise InboundError(41, "isv.invalid-parameter", "JSON body is not an object")
+        if len(data) == 1 and isinstance(data.get("request"), dict):
+            data = data["request"]
+        return "json", data
+    if text_start == b"<" or "xml" in content_type:
+        try:
+            root = parse_xml(raw, max_bytes=MAX_BODY_BYTES)
+        except QimenXMLError as exc:
+            raise InboundError(41, "isv.invalid-parameter", str(exc)) from None
+        data = element_to_data(root)
+        if not isinstance(data, dict):
+            raise InboundError(41, "isv.invalid-parameter", "XML body has no fields")
+        return "xml", data
+    try:
+        return "form", dict(
+            parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InboundError(
+            41, "isv.invalid-parameter", "body is neither JSON, XML nor a form"
+        ) from None
+
+
+def _stringify(params):
+    """Business values as the API has them: strings, ``mx_list`` as a list of dicts."""
+    result = {}
+    for name, value in params.items():
+        if name == "mx_list":
+            result[name] = _mx_list(value)
+        elif value is None:
+            continue
+        elif isinstance(value, (dict, list)):
+            result[name] = json.dumps(value, ensure_ascii=False)
+        else:
+            result[name] = str(value).strip()
+    return result
+
+
+def _mx_list(value):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError:
+            raise QimenValidationError("mx_list", "must be a JSON list of lines") from None
+    if isinstance(value, dict):  # XML <mx_list><mx>..</mx></mx_list> or one line
+        inner = list(value.values())
+        value = (
+            inner[0] if len(inner) == 1 and not {"sku", "goods_number"} & set(value) else [value]
+        )
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(line, dict) for line in value):
+        raise QimenValidationError("mx_list", "must be a list of {sku, goods_number}")
+    return [{k: str(v) for k, v in line.items()} for line in value]
+
+
+def parse_call(query, body, content_type="", max_bytes=MAX_BODY_BYTES):
+    """Parse an incoming call; raise :class:`InboundError` when it is unreadable."""
+    raw = body or b""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if len(raw) > max_bytes:
+        raise InboundError(41, "isv.invalid-parameter", f"body larger than {max_bytes} bytes", 413)
+    query = _query_dict(query)
+    kind, data = _parse_body(raw, content_type)
+    form = data if kind == "form" else {}
+    if kind == "form":
+        # system parameters may travel in the form body too (the .NET SDK does that)
+        data = {k: v for k, v in data.items() if k not in query}
+        for name in list(data):
+            if name not in INBOUND_FIELDS:
+                query.setdefault(name, data.pop(name))
+    fmt = (query.get("format") or kind if kind in ("json", "xml") else "json").lower()
+    return InboundCall(
+        method=normalize_method(query.get("method")),
+        query=query,
+        params=_stringify(data),
+        fmt=fmt if fmt in ("json", "xml") else "json",
+        raw_body=raw,
+        body_kind=kind,
+        form=form,
+    )
+
+
+def check_signature(call, secret):
+    """Raise unless the call is signed with ``secret`` (query + raw body, or query +
+    form parameters for form bodies)."""
+    signature = call.query.get("sign", "")
+    if not signature:
+        raise InboundError(24, "isv.missing-signature", "Missing signature")
+    method = call.sign_method
+    if method not in SIGN_METHODS:
+        raise InboundError(25, "isv.invalid-signature", f"unsupported sign_method {method}")
+    query = {k: v for k, v in call.query.items() if k != "sign"}
+    if call.body_kind == "form":
+        candidates = [({**query, **call.form}, None), (query, call.raw_body)]
+    else:
+        candidates = [(query, call.raw_body or None)]
+    if not any(verify(p, secret, signature, method, body) for p, body in candidates):
+        raise InboundError(25, "isv.invalid-signature", "Invalid signature", 401)
+
+
+def check_timestamp(call, max_skew=DEFAULT_MAX_SKEW, now=None):
+    text = call.query.get("timestamp", "")
+    if not text:
+        raise InboundError(30, "isv.missing-timestamp", "Missing timestamp")
+    try:
+        sent = parse_gmt8(text)
+    except ValueError:
+        raise InboundError(31, "isv.invalid-timestamp", f"Invalid timestamp {text!r}") from None
+    now = now or datetime.now(timezone.utc)
+    if abs((now - sent).total_seconds()) > max_skew:
+        raise InboundError(
+            31, "isv.invalid-timestamp", f"timestamp {text} is more than {max_skew}s from now"
+        )
+
+
+def validate_params(params):
+    """Validate the business fields of an inbound call; raise QimenValidationError."""
+    for name in ("orderBillCode", "status"):
+        if not params.get(name):
+            raise QimenValidationError(name, "is required")
+    for name, allowed in INBOUND_ENUMS.items():
+        value = params.get(name)
+        if value not in (None, "") and value not in allowed:
+            raise QimenValidationError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+    for name in DATE_FIELDS:
+        value = params.get(name)
+        if value:
+            try:
+                parse_gmt8(value)
+            except ValueError:
+                raise QimenValidationError(
+                    name, f"must be a date 'yyyy-MM-dd HH:mm:ss', got {value!r}"
+                ) from None
+
+
+def build_reply(success, message, fmt="json", code=None, sub_code=None):
+    """Return ``(body_bytes, content_type)`` of a Qimen reply."""
+    values = {
+        "flag": "success" if success else "failure",
+        "code": CODE_SUCCESS if success else str(code or "0"),
+        "message": message or ("OK" if success else "failure"),
+    }
+    if sub_code and not success:
+        values["sub_code"] = sub_code
+    if fmt == "xml":
+        root = etree.Element("response")
+        for name, value in values.items():
+            etree.SubElement(root, name).text = value
+        body = xml_document(root)
+        return body, "text/xml; charset=utf-8"
+    body = json.dumps({"response": values}, ensure_ascii=False).encode("utf-8")
+    return body, "application/json; charset=utf-8"
+
+
+def error_reply(error, fmt="json"):
+    """Reply for an :class:`InboundError`."""
+    return build_reply(False, error.message, fmt, code=error.code, sub_code=error.sub_code)

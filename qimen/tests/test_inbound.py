@@ -1,0 +1,197 @@
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from test_signing import GATEWAY_BODY, GATEWAY_QUERY
+from test_xmlsafe import BILLION_LAUGHS, XXE_FILE
+
+from qimen.errors import QimenValidationError
+from qimen.inbound import (
+    InboundError,
+    build_reply,
+    check_signature,
+    check_timestamp,
+    error_reply,
+    normalize_method,
+    parse_call,
+    validate_params,
+)
+from qimen.sandbox import build_push
+from qimen.timeutil import to_gmt8
+
+SECRET = "回调-secret-1234"
+PARAMS = {"orderBillCode": "SO20240101001", "status": "3", "zf_type": "0", "zf_message": "不想买了"}
+
+
+def signed(body_kind="json", sign_method="md5", params=PARAMS, **kwargs):
+    query, body, ctype = build_push(
+        params,
+        SECRET,
+        "87654321",
+        customerid="STORE_ERP_01",
+        sign_method=sign_method,
+        body_kind=body_kind,
+        fmt="xml" if body_kind == "xml" else "json",
+        **kwargs,
+    )
+    return query, body, ctype
+
+
+def test_gateway_vector_verifies():
+    query = dict(GATEWAY_QUERY, sign="72bdc161fb27f4d3b20cdcae79433e17")
+    call = parse_call(query, GATEWAY_BODY.encode("utf-8"), "application/json")
+    check_signature(call, "providersecret")
+    assert call.params["confirmor"] == "张三"
+    assert call.target_app_key == "87654321" and call.customerid == "STORE_ERP_01"
+    with pytest.raises(InboundError) as info:
+        check_signature(call, "another-secret")
+    assert (info.value.code, info.value.sub_code, info.value.http_status) == (
+        "25",
+        "isv.invalid-signature",
+        401,
+    )
+
+
+@pytest.mark.parametrize("body_kind", ["json", "xml", "form"])
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+def test_each_body_and_sign_method(body_kind, sign_method):
+    query, body, ctype = signed(body_kind, sign_method)
+    call = parse_call(query, body, ctype)
+    check_signature(call, SECRET)
+    assert call.params == PARAMS
+    assert call.body_kind == body_kind
+    assert call.method == "qimen.taobao.pos.update.salesorder"
+    assert call.fmt == ("xml" if body_kind == "xml" else "json")
+
+
+def test_query_as_string_and_variants():
+    query, body, _ctype = signed(method="pos.update.salesorder")
+    query["target_app_key"] = query.pop("target_appkey")
+    del query["customerid"]
+    body_data = dict(json.loads(body), customerid="IN_BODY")
+    call = parse_call("&".join(f"{k}={v}" for k, v in query.items()), json.dumps(body_data), "")
+    assert call.method == "qimen.taobao.pos.update.salesorder"
+    assert call.target_app_key == "87654321"
+    assert call.customerid == "IN_BODY"
+
+
+def test_normalize_method():
+    assert (
+        normalize_method("qimen.taobao.pos.update.salesorder")
+        == "qimen.taobao.pos.update.salesorder"
+    )
+    assert normalize_method("taobao.pos.update.salesorder") == "qimen.taobao.pos.update.salesorder"
+    assert normalize_method("taobao.pos.salesorder.update") == "qimen.taobao.pos.salesorder.update"
+    assert normalize_method("salesorder") == "salesorder"
+    assert normalize_method("") == ""
+
+
+def test_mx_list_json_and_xml():
+    lines = [{"sku": "SKU-红", "goods_number": "2"}, {"sku": "B", "goods_number": "1"}]
+    params = dict(PARAMS, mx_list=lines, fhck_code="WH01")
+    for kind in ("json", "xml"):
+        query, body, ctype = signed(kind, params=params)
+        call = parse_call(query, body, ctype)
+        check_signature(call, SECRET)
+        assert call.params["mx_list"] == lines
+        assert call.params["fhck_code"] == "WH01"
+    one = parse_call(
+        {},
+        b"<request><mx_list><mx><sku>A</sku><goods_number>1</goods_number></mx></mx_list></request>",
+    )
+    assert one.params["mx_list"] == [{"sku": "A", "goods_number": "1"}]
+    with pytest.raises(QimenValidationError, match="mx_list"):
+        parse_call({}, b'{"mx_list": "not json"}')
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "text"),
+    [
+        (b'{"orderBillCode": ', "application/json", "malformed JSON"),
+        (b"[1,2]", "application/json", "not an object"),
+        (b"\xff\xfe{", "application/json", "malformed JSON"),
+        (b"<request><a></request>", "text/xml", "malformed XML"),
+        (XXE_FILE, "text/xml", "DTD or entity"),
+        (BILLION_LAUGHS, "text/xml", "DTD or entity"),
+        (b"<request>text only</request>", "text/xml", "no fields"),
+        (b"a=%zz&&", "application/x-www-form-urlencoded", "neither JSON"),
+    ],
+)
+def test_unreadable_bodies(body, ctype, text):
+    with pytest.raises(InboundError, match=text) as info:
+        parse_call({"method": "x"}, body, ctype)
+    assert info.value.code == "41" and info.value.sub_code == "isv.invalid-parameter"
+
+
+def test_oversized_body():
+    with pytest.raises(InboundError, match="larger than") as info:
+        parse_call({}, b"{" + b" " * 300_000 + b"}")
+    assert info.value.http_status == 413
+
+
+def test_missing_signature_and_bad_method():
+    query, body, ctype = signed()
+    call = parse_call({k: v for k, v in query.items() if k != "sign"}, body, ctype)
+    with pytest.raises(InboundError, match="Missing signature"):
+        check_signature(call, SECRET)
+    call = parse_call(dict(query, sign_method="sha1"), body, ctype)
+    with pytest.raises(InboundError, match="unsupported sign_method"):
+        check_signature(call, SECRET)
+    tampered = parse_call(query, body.replace(b"SO2024", b"SO2025"), ctype)
+    with pytest.raises(InboundError, match="Invalid signature"):
+        check_signature(tampered, SECRET)
+
+
+def test_timestamp_window():
+    now = datetime.now(timezone.utc)
+    for delta, ok in ((0, True), (-590, True), (590, True), (-700, False), (700, False)):
+        query, body, ctype = signed(timestamp=to_gmt8(now + timedelta(seconds=delta)))
+        call = parse_call(query, body, ctype)
+        if ok:
+            check_timestamp(call, 600, now)
+        else:
+            with pytest.raises(InboundError, match="more than 600s") as info:
+                check_timestamp(call, 600, now)
+            assert info.value.code == "31"
+    with pytest.raises(InboundError, match="Missing timestamp"):
+        check_timestamp(parse_call({}, b""), 600)
+    with pytest.raises(InboundError, match="Invalid timestamp"):
+        check_timestamp(parse_call({"timestamp": "yesterday"}, b""), 600)
+
+
+def test_validate_params():
+    validate_params(dict(PARAMS, status="4"))
+    validate_params(dict(PARAMS, status="5", cancleDate="2024-01-01 10:00:00"))
+    for bad, field in (
+        ({"status": "6"}, "status"),
+        ({"zf_type": "2"}, "zf_type"),
+        ({"delivery": "x"}, "delivery"),
+        ({"finishDate": "2024-01-01"}, "finishDate"),
+        ({"orderBillCode": ""}, "orderBillCode"),
+    ):
+        with pytest.raises(QimenValidationError) as info:
+            validate_params(dict(PARAMS, **bad))
+        assert info.value.field == field
+
+
+def test_replies():
+    body, ctype = build_reply(True, "OK", "xml")
+    assert body == (
+        b'<?xml version="1.0" encoding="utf-8"?><response><flag>success</flag><code>1</code>'
+        b"<message>OK</message></response>"
+    )
+    assert ctype.startswith("text/xml")
+    body, ctype = build_reply(True, "OK", "json")
+    assert json.loads(body) == {"response": {"flag": "success", "code": "1", "message": "OK"}}
+    assert ctype.startswith("application/json")
+    body, _ = error_reply(InboundError(41, "isv.invalid-parameter", "status: 非法"), "json")
+    assert json.loads(body) == {
+        "response": {
+            "flag": "failure",
+            "code": "41",
+            "message": "status: 非法",
+            "sub_code": "isv.invalid-parameter",
+        }
+    }
+    body, _ = build_reply(False, "单据不存在", "xml")
+    assert "<flag>failure</flag><code>0</code><message>单据不存在</message>" in body.decode()
