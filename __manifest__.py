@@ -1,0 +1,18 @@
+# Copyright 2026 pos_qimen_sync authors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0).
+{
+    "name": "POS Qimen ERP Sync",
+    "summary": "Sync POS order statuses with the retailer's ERP through Alibaba's Qimen gateway",
+    "version": "18.0.1.0.0",
+    "category": "Point of Sale",
+    "license": "LGPL-3",
+    "author": "pos_qimen_sync authors",
+    "website": "https://github.com/pos-qimen-sync/pos_qimen_sync",
+    "depends": ["point_of_sale"],
+    "external_dependencies": {"python": ["requests", "lxml"]},
+    "data": [
+        "security/ir.model.access.csv",
+    ],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,133 @@
+# Shared by scripts/test and scripts/run: locate Odoo 18, run a private PostgreSQL
+# cluster as an unprivileged user, prepare an addons path that names this checkout
+# pos_qimen_sync. Sourced, not executed.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${POS_QIMEN_STATE:-/tmp/pos_qimen_sync-$(id -u)}
+PG_PORT=${POS_QIMEN_PG_PORT:-54329}
+PG_DIR=$STATE/pg
+PG_SOCK=$STATE/pg/socket
+PG_ROLE=odoo
+PY=${PYTHON:-python3}
+if [ -n "${ODOO_PATH:-}" ]; then
+  export PYTHONPATH="$ODOO_PATH${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+say() { printf '== %s\n' "$*"; }
+
+odoo_available() {
+  "$PY" -c 'import sys, odoo.release as r; sys.exit(r.version_info[0] != 18)' 2>/dev/null
+}
+
+pip_install() {  # install a requirements file when one of its modules is missing
+  local file=$1; shift
+  local modules; modules=$(IFS=,; echo "$*")
+  "$PY" -c "import $modules" 2>/dev/null && return 0
+  say "installing Python packages from $(basename "$file")"
+  "$PY" -m pip install -q --disable-pip-version-check -r "$file"
+}
+
+addons_path() {  # Odoo's addons + a folder where this checkout is called pos_qimen_sync
+  mkdir -p "$STATE/addons"
+  ln -sfn "$ROOT" "$STATE/addons/pos_qimen_sync"
+  local core
+  core=$("$PY" -c 'import os, odoo; print(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__))), "addons"))')
+  local path="$STATE/addons"
+  [ -d "$core" ] && path="$path,$core"
+  [ -n "${ODOO_ADDONS_PATH:-}" ] && path="$path,$ODOO_ADDONS_PATH"
+  echo "$path"
+}
+
+pg_bindir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+pg_ensure_installed() {
+  [ -n "$(pg_bindir)" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's PostgreSQL server"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  [ -n "$(pg_bindir)" ] || { echo "PostgreSQL server binaries not found (apt-get install postgresql)" >&2; return 1; }
+}
+
+as_pg_user() {  # PostgreSQL refuses to run as root: use an unprivileged account
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_start() {
+  pg_ensure_installed || return 1
+  local bin; bin=$(pg_bindir)
+  mkdir -p "$STATE"
+  chmod 755 "$STATE"
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    say "creating a private PostgreSQL cluster in $PG_DIR"
+    rm -rf "$PG_DIR"; mkdir -p "$PG_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR" 2>/dev/null || { id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres; chown postgres "$PG_DIR"; }
+    as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U "$PG_ROLE" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_pg_user mkdir -p "$PG_SOCK"
+  fi
+  if ! as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+    as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+      -o "-c listen_addresses='' -k $PG_SOCK -p $PG_PORT -c fsync=off -c full_page_writes=off" start >/dev/null
+  fi
+  export PGHOST=$PG_SOCK PGPORT=$PG_PORT PGUSER=$PG_ROLE
+  PG_BIN=$bin
+}
+
+pg_stop() {
+  [ -n "${PG_BIN:-}" ] || return 0
+  as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+odoo_conf() {  # write an Odoo configuration for the private cluster; print its path
+  local conf=$STATE/odoo.conf
+  cat > "$conf" <<CONF
+[options]
+addons_path = $(addons_path)
+data_dir = $STATE/data
+db_host = $PG_SOCK
+db_port = $PG_PORT
+db_user = $PG_ROLE
+db_password = False
+list_db = True
+http_interface = 127.0.0.1
+CONF
+  echo "$conf"
+}
+
+db_exists() { "$PG_BIN/psql" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$1'" | grep -q 1; }
+
+db_copy() {  # createdb -T plus the filestore
+  "$PG_BIN/createdb" -T "$1" "$2"
+  if [ -d "$STATE/data/filestore/$1" ]; then
+    mkdir -p "$STATE/data/filestore"; rm -rf "$STATE/data/filestore/$2"
+    cp -r "$STATE/data/filestore/$1" "$STATE/data/filestore/$2"
+  fi
+}
+
+db_drop() {
+  "$PG_BIN/dropdb" --if-exists "$1" >/dev/null 2>&1 || true
+  rm -rf "$STATE/data/filestore/$1"
+}
+
+template_db() {  # a database with point_of_sale installed, built once and copied
+  local demo=$1 conf=$2
+  local tag
+  tag=$("$PY" -c 'import odoo, odoo.release as r, hashlib; print(hashlib.md5((odoo.__file__ + r.version).encode()).hexdigest()[:8])')
+  local name="pqs_tmpl_${demo}_$tag"
+  if db_exists "$name" && [ -f "$STATE/$name.ok" ]; then echo "$name"; return 0; fi
+  db_drop "$name"
+  say "building template database $name (point_of_sale, demo=$demo); done once" >&2
+  local flags=(--without-demo=all)
+  [ "$demo" = demo ] && flags=()
+  "$PY" -m odoo -c "$conf" -d "$name" -i point_of_sale "${flags[@]}" --stop-after-init \
+    --log-level=warn --logfile="$STATE/$name.log" || { echo "template build failed, see $STATE/$name.log" >&2; return 1; }
+  touch "$STATE/$name.ok"
+  echo "$name"
+}
