@@ -12,6 +12,8 @@
     "external_dependencies": {"python": ["requests", "lxml"]},
     "data": [
         "security/ir.model.access.csv",
+        "security/pos_qimen_sync_security.xml",
+        "data/ir_cron.xml",
     ],
     "installable": True,
     "application": False,

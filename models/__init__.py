@@ -1,1 +1,6 @@
-
+from . import res_company
+from . import pos_config
+from . import qimen_sync_job
+from . import pos_order
+from . import pos_session
+from . import stock_picking

@@ -1,0 +1,41 @@
+"""Mappings between Odoo events and Qimen parameters (see README, status mapping)."""
+
+from .qimen.const import STATUS_CONFIRM, STATUS_PICKUP, STATUS_VOID
+
+# Odoo event -> Qimen ``status`` of qimen.taobao.pos.salesorder.update. Completion has no
+# status of its own in the outbound API: it is a confirmation with confirm=2 (completed).
+EVENT_STATUS = {
+    "confirm": STATUS_CONFIRM,
+    "pickup": STATUS_PICKUP,
+    "void": STATUS_VOID,
+    "complete": STATUS_CONFIRM,
+}
+
+# Order fields -> wire names they are sent as.
+ORDER_WIRE_FIELDS = {
+    "qimen_confirm": "confirm",
+    "qimen_confirmor": "confirmor",
+    "qimen_confirm_date": "confirmDate",
+    "qimen_delivery": "delivery",
+    "qimen_delivery_date": "deliveryDate",
+    "qimen_canceler": "canceler",
+    "qimen_cancel_date": "cancleDate",
+    "qimen_finish_date": "finishDate",
+    "qimen_shipping_code": "shippingCode",
+    "qimen_shipping_sn": "shippingSn",
+    "qimen_void_type": "zf_type",
+    "qimen_void_reason": "zf_message",
+}
+
+# Jobs in these states still have to go out, in order, per order.
+OPEN_JOB_STATES = ("pending", "sending", "failed")
+
+BACKOFF_BASE_SECONDS = 60
+BACKOFF_MAX_SECONDS = 6 * 3600
+STUCK_SENDING_MINUTES = 15
+DISPATCH_BATCH = 50
+
+GATEWAY_PRESETS = {
+    "production": "https://qimen.api.taobao.com/router/qm",
+    "test": "https://qimen.api.taobao.com/router/qmtest",
+}

@@ -1,0 +1,287 @@
+import json
+import logging
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import float_compare
+
+from ..const import EVENT_STATUS, ORDER_WIRE_FIELDS
+from ..qimen.timeutil import to_gmt8
+
+_logger = logging.getLogger(__name__)
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    qimen_bill_code = fields.Char(
+        "ERP Bill Code",
+        compute="_compute_qimen_bill_code",
+        store=True,
+        readonly=False,
+        index=True,
+        copy=False,
+        help="Sent as orderBillCode; the POS reference unless the order came from the ERP.",
+    )
+    qimen_job_ids = fields.One2many("qimen.sync.job", "order_id", string="Sync Jobs")
+    qimen_sync_state = fields.Selection(
+        [
+            ("not_needed", "Not needed"),
+            ("pending", "Pending"),
+            ("synced", "Synced"),
+            ("failed", "Failed"),
+        ],
+        string="ERP Sync",
+        compute="_compute_qimen_sync",
+        store=True,
+        index=True,
+    )
+    qimen_sync_attempts = fields.Integer("Sync Attempts", compute="_compute_qimen_sync", store=True)
+    qimen_last_sync = fields.Datetime("Last Sync", compute="_compute_qimen_sync", store=True)
+    qimen_last_error = fields.Text("Last Sync Error", compute="_compute_qimen_sync", store=True)
+    qimen_config_error = fields.Char(
+        "Sync Not Sent Because",
+        copy=False,
+        readonly=True,
+        help="Why an update of this order was not queued (sync configuration incomplete).",
+    )
+    # What the ERP knows of the order: the fields of the Qimen APIs.
+    qimen_erp_status = fields.Selection(
+        [
+            ("1", "Confirmed"),
+            ("2", "Picked up"),
+            ("3", "Voided"),
+            ("4", "Finished"),
+            ("5", "Other"),
+        ],
+        string="ERP Status",
+        copy=False,
+        readonly=True,
+        help="Last status the ERP reported for this order.",
+    )
+    qimen_confirm = fields.Selection(
+        [("0", "Unconfirmed"), ("1", "Confirmed"), ("2", "Completed")],
+        string="Confirmation",
+        copy=False,
+        readonly=True,
+    )
+    qimen_confirmor = fields.Char("Confirmed By", copy=False, readonly=True)
+    qimen_confirm_date = fields.Datetime("Confirmed On", copy=False, readonly=True)
+    qimen_delivery = fields.Selection(
+        [("0", "Not picked up"), ("1", "Picked up")], string="Pick-up", copy=False, readonly=True
+    )
+    qimen_delivery_date = fields.Datetime("Picked Up On", copy=False, readonly=True)
+    qimen_cancelled = fields.Boolean("Voided", copy=False, readonly=True)
+    qimen_canceler = fields.Char("Voided By", copy=False, readonly=True)
+    qimen_cancel_date = fields.Datetime("Voided On", copy=False, readonly=True)
+    qimen_finished = fields.Boolean("Finished", copy=False, readonly=True)
+    qimen_finish_date = fields.Datetime("Finished On", copy=False, readonly=True)
+    qimen_shipping_code = fields.Char("Courier Code", copy=False)
+    qimen_shipping_sn = fields.Char("Tracking Number", copy=False)
+    qimen_void_type = fields.Selection(
+        [("0", "Customer return"), ("1", "Other reason")], string="Void Type", copy=False
+    )
+    qimen_void_reason = fields.Char("Void Reason", copy=False)
+
+    @api.depends("pos_reference")
+    def _compute_qimen_bill_code(self):
+        for order in self:
+            if not order.qimen_bill_code:
+                order.qimen_bill_code = order.pos_reference or False
+
+    @api.depends("qimen_job_ids.state", "qimen_job_ids.attempts", "qimen_config_error")
+    def _compute_qimen_sync(self):
+        for order in self:
+            jobs = order.qimen_job_ids.filtered(
+                lambda j: j.state not in ("superseded", "cancelled")
+            ).sorted("id")
+            states = set(jobs.mapped("state"))
+            if "dead" in states:
+                state = "failed"
+            elif states & {"pending", "sending", "failed"}:
+                state = "pending"
+            elif jobs:
+                state = "synced"
+            else:
+                state = "failed" if order.qimen_config_error else "not_needed"
+            failing = jobs.filtered("last_error")[-1:]
+            order.qimen_sync_state = state
+            order.qimen_sync_attempts = sum(jobs.mapped("attempts"))
+            order.qimen_last_sync = max(filter(None, jobs.mapped("date_done")), default=False)
+            order.qimen_last_error = (
+                failing.last_error
+                if failing and failing.state != "done"
+                else order.qimen_config_error or False
+            )
+
+    # -- hooks: enqueue only, never raise ------------------------------------------------
+    def _process_saved_order(self, draft):
+        order_id = super()._process_saved_order(draft)
+        if not draft:
+            self._qimen_safely(self._qimen_on_paid)
+        return order_id
+
+    def write(self, vals):
+        res = super().write(vals)
+        if vals.get("state") == "cancel":
+            self._qimen_safely(self._qimen_on_cancel)
+        return res
+
+    def _qimen_safely(self, method, *args):
+        """Run a sync hook without ever breaking the POS transaction around it."""
+        try:
+            with self.env.cr.savepoint():
+                method(*args)
+        except Exception:
+            _logger.exception("Qimen sync: could not queue an update of %s", self.ids)
+
+    def _qimen_cashier(self):
+        self.ensure_one()
+        employee = self._fields.get("employee_id") and self.employee_id
+        return (employee and employee.name) or self.user_id.name or self.env.user.name
+
+    def _qimen_on_paid(self):
+        now = fields.Datetime.now()
+        for order in self.filtered(lambda o: o.state in ("paid", "done", "invoiced")):
+            if not order.company_id.qimen_enabled:
+                continue
+            if order.refunded_order_id:
+                order._qimen_on_refund(now)
+                continue
+            order.write(
+                {
+                    "qimen_confirm": "1",
+                    "qimen_confirmor": order._qimen_cashier(),
+                    "qimen_confirm_date": now,
+                }
+            )
+            order._qimen_enqueue("confirm")
+            if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
+                order.write({"qimen_delivery": "1", "qimen_delivery_date": now})
+                order._qimen_enqueue("pickup")
+
+    def _qimen_on_refund(self, now):
+        """A paid refund may void the order it refunds (customer return)."""
+        policy = self.company_id.qimen_refund_policy
+        for original in self.refunded_order_id:
+            if policy == "never" or original.qimen_cancelled:
+                continue
+            if policy == "full" and not original._qimen_fully_refunded():
+                continue
+            original.write(
+                {
+                    "qimen_cancelled": True,
+                    "qimen_canceler": self._qimen_cashier(),
+                    "qimen_cancel_date": now,
+                    "qimen_void_type": "0",
+                    "qimen_void_reason": original.qimen_void_reason or _("Returned: %s", self.name),
+                }
+            )
+            original._qimen_enqueue("void")
+
+    def _qimen_fully_refunded(self):
+        self.ensure_one()
+        digits = self.env["decimal.precision"].precision_get("Product Unit of Measure")
+        lines = self.lines.filtered(lambda line: line.qty > 0)
+        return bool(lines) and all(
+            float_compare(line.refunded_qty, line.qty, precision_digits=digits) >= 0
+            for line in lines
+        )
+
+    def _qimen_on_cancel(self):
+        """A cancelled draft is voided in the ERP; an empty one never existed for it."""
+        now = fields.Datetime.now()
+        for order in self.filtered(lambda o: o.lines and o.company_id.qimen_enabled):
+            order.write(
+                {
+                    "qimen_cancelled": True,
+                    "qimen_canceler": self.env.user.name,
+                    "qimen_cancel_date": now,
+                    "qimen_void_type": order.qimen_void_type or "1",
+                }
+            )
+            order._qimen_enqueue("void")
+
+    def _qimen_on_session_closed(self):
+        now = fields.Datetime.now()
+        orders = self.filtered(
+            lambda o: (
+                o.state in ("done", "invoiced")
+                and not o.refunded_order_id
+                and o.company_id.qimen_enabled
+                and not o.qimen_cancelled
+            )
+        )
+        for order in orders:
+            order.write({"qimen_confirm": "2", "qimen_finished": True, "qimen_finish_date": now})
+            order._qimen_enqueue("complete")
+
+    def _qimen_on_picked_up(self, picking):
+        self.ensure_one()
+        if not self.company_id.qimen_enabled or self.qimen_delivery == "1":
+            return
+        vals = {
+            "qimen_delivery": "1",
+            "qimen_delivery_date": picking.date_done or fields.Datetime.now(),
+        }
+        carrier = "carrier_id" in picking._fields and picking.carrier_id
+        if carrier:
+            vals["qimen_shipping_code"] = carrier.name
+        if "carrier_tracking_ref" in picking._fields and picking.carrier_tracking_ref:
+            vals["qimen_shipping_sn"] = picking.carrier_tracking_ref
+        self.write(vals)
+        self._qimen_enqueue("pickup")
+
+    # -- the snapshot ------------------------------------------------------------------
+    def _qimen_enqueue(self, event):
+        """Queue ``event`` with a snapshot of the order, or say why it cannot be."""
+        self.ensure_one()
+        problems = self.company_id._qimen_config_problems()
+        customerid = self.config_id._qimen_customerid()
+        if not customerid:
+            problems.append(_("customer ID (customerid) of the shop or company"))
+        if problems:
+            self.qimen_config_error = _(
+                "Qimen sync is enabled but not configured: missing %s.", ", ".join(problems)
+            )
+            return self.env["qimen.sync.job"]
+        if self.qimen_config_error:
+            self.qimen_config_error = False
+        return self.env["qimen.sync.job"]._enqueue(self, event, self._qimen_payload(event))
+
+    def _qimen_payload(self, event):
+        """Every parameter of qimen.taobao.pos.salesorder.update for this order, now."""
+        self.ensure_one()
+        payload = {
+            "orderBillCode": self.qimen_bill_code or self.pos_reference or self.name,
+            "status": EVENT_STATUS[event],
+            "customerid": self.config_id._qimen_customerid(),
+        }
+        for field_name, wire in ORDER_WIRE_FIELDS.items():
+            value = self[field_name]
+            if value:
+                payload[wire] = to_gmt8(value) if wire.endswith("Date") else value
+        if self.qimen_cancelled:
+            payload["cancle"] = "1"
+        if self.qimen_finished:
+            payload["finish"] = "1"
+        payload["extendProps"] = json.dumps(
+            {
+                "event": event,
+                "posOrder": self.name,
+                "shop": self.config_id.name,
+                "amountTotal": f"{self.amount_total:.2f}",
+                "currency": self.currency_id.name,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return payload
+
+    # -- actions -----------------------------------------------------------------------
+    def action_qimen_sync_now(self):
+        """Send the order's waiting or failed updates now."""
+        jobs = self.qimen_job_ids.filtered(lambda j: j.state in ("pending", "failed", "dead"))
+        if not jobs:
+            raise UserError(_("There is no update of this order waiting to be sent."))
+        return jobs.action_send_now()

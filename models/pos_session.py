@@ -1,0 +1,16 @@
+from odoo import models
+
+
+class PosSession(models.Model):
+    _inherit = "pos.session"
+
+    def _validate_session(
+        self, balancing_account=False, amount_to_balance=0, bank_payment_method_diffs=None
+    ):
+        res = super()._validate_session(
+            balancing_account, amount_to_balance, bank_payment_method_diffs
+        )
+        for session in self.filtered(lambda s: s.state == "closed"):
+            orders = session.order_ids
+            orders._qimen_safely(orders._qimen_on_session_closed)
+        return res

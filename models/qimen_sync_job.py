@@ -1,0 +1,338 @@
+import json
+import logging
+import random
+import threading
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+from ..const import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    DISPATCH_BATCH,
+    EVENT_STATUS,
+    OPEN_JOB_STATES,
+    STUCK_SENDING_MINUTES,
+)
+from ..qimen import QimenValidationError
+
+_logger = logging.getLogger(__name__)
+
+
+class QimenSyncJob(models.Model):
+    """One order update to send to the ERP: an outbox record with explicit states.
+
+    The parameters are a snapshot taken when the update happened, so the job survives
+    its order (a cancelled draft that the POS deletes) and sends what was true then.
+    """
+
+    _name = "qimen.sync.job"
+    _description = "Qimen ERP Sync Job"
+    _order = "id desc"
+
+    name = fields.Char(compute="_compute_name")
+    company_id = fields.Many2one("res.company", required=True, index=True, readonly=True)
+    order_id = fields.Many2one("pos.order", index=True, ondelete="set null", readonly=True)
+    config_id = fields.Many2one("pos.config", string="Shop", ondelete="set null", readonly=True)
+    bill_code = fields.Char(required=True, index=True, readonly=True)
+    event = fields.Selection(
+        [
+            ("confirm", "Paid"),
+            ("pickup", "Picked up"),
+            ("void", "Voided"),
+            ("complete", "Completed"),
+        ],
+        required=True,
+        readonly=True,
+    )
+    status = fields.Char(compute="_compute_status", store=True, help="Qimen status sent")
+    payload = fields.Json("Parameters", readonly=True, help="Business parameters to send")
+    state = fields.Selection(
+        [
+            ("pending", "Pending"),
+            ("sending", "Sending"),
+            ("failed", "Failed, will retry"),
+            ("done", "Done"),
+            ("dead", "Dead"),
+            ("superseded", "Superseded"),
+            ("cancelled", "Cancelled"),
+        ],
+        default="pending",
+        required=True,
+        index=True,
+        readonly=True,
+    )
+    attempts = fields.Integer(readonly=True)
+    next_attempt = fields.Datetime(default=fields.Datetime.now, index=True, readonly=True)
+    sending_since = fields.Datetime(readonly=True)
+    date_done = fields.Datetime("Sent On", readonly=True)
+    last_error = fields.Text(readonly=True)
+    last_code = fields.Char("Last Reply Code", readonly=True)
+    last_request = fields.Json(readonly=True, help="Last request sent, signature masked")
+    last_reply = fields.Text(readonly=True)
+
+    @api.depends("bill_code", "event")
+    def _compute_name(self):
+        labels = dict(self._fields["event"]._description_selection(self.env))
+        for job in self:
+            job.name = f"{job.bill_code} / {labels.get(job.event, '')}"
+
+    @api.depends("event")
+    def _compute_status(self):
+        for job in self:
+            job.status = EVENT_STATUS.get(job.event)
+
+    # -- enqueueing (inside the POS transaction: cheap, no I/O) -------------------------
+    @api.model
+    def _enqueue(self, order, event, payload):
+        """Queue ``payload`` for ``order``, unless the same update is already queued.
+
+        A void carries the whole state of the order, so it supersedes the updates of that
+        order that have not gone out yet."""
+        jobs = self.sudo()
+        key = [
+            ("company_id", "=", order.company_id.id),
+            ("bill_code", "=", payload["orderBillCode"]),
+        ]
+        if jobs.search_count(
+            [*key, ("event", "=", event), ("state", "not in", ("superseded", "cancelled"))], limit=1
+        ):
+            return jobs
+        if event == "void":
+            jobs.search([*key, ("state", "in", ("pending", "failed", "dead"))]).write(
+                {"state": "superseded", "next_attempt": False}
+            )
+        job = jobs.create(
+            {
+                "company_id": order.company_id.id,
+                "order_id": order.id,
+                "config_id": order.config_id.id,
+                "bill_code": payload["orderBillCode"],
+                "event": event,
+                "payload": payload,
+            }
+        )
+        self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
+        return job
+
+    # -- dispatching --------------------------------------------------------------------
+    @api.model
+    def _cron_dispatch(self, batch_size=DISPATCH_BATCH):
+        """Send one batch of due jobs; the cron calls again while some remain."""
+        self._reclaim_stuck()
+        jobs = self._lock_due(batch_size)
+        jobs._mark_sending()  # the whole batch, before the commit releases the row locks
+        self._commit()
+        for job in jobs:
+            job._send_safely()
+            self._commit()
+        remaining = len(self._due_ids(limit=None))
+        _logger.info("Qimen sync: sent %s jobs, %s due", len(jobs), remaining)
+        self.env["ir.cron"]._notify_progress(done=len(jobs), remaining=remaining)
+        return len(jobs)
+
+    def _commit(self):
+        """Commit between jobs so that each outcome is kept, except in tests."""
+        if not getattr(threading.current_thread(), "testing", False):
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+
+    def _due_query(self, ids=None):
+        """Due jobs whose earlier updates of the same order are all settled."""
+        return SQL(
+            """
+            SELECT job.id FROM qimen_sync_job job
+             WHERE job.state IN ('pending', 'failed')
+               AND job.next_attempt <= %(now)s
+               AND %(ids_filter)s
+               AND NOT EXISTS (
+                   SELECT 1 FROM qimen_sync_job older
+                    WHERE older.company_id = job.company_id
+                      AND older.bill_code = job.bill_code
+                      AND older.id < job.id
+                      AND older.state IN %(open)s)
+             ORDER BY job.id
+            """,
+            now=fields.Datetime.now(),
+            ids_filter=SQL("job.id IN %s", tuple(ids)) if ids else SQL("TRUE"),
+            open=OPEN_JOB_STATES,
+        )
+
+    def _due_ids(self, limit):
+        query = self._due_query()
+        if limit:
+            query = SQL("%s LIMIT %s", query, limit)
+        self.env.cr.execute(query)
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def _lock_due(self, limit, ids=None):
+        """Lock due jobs, skipping those another worker holds."""
+        self.flush_model()
+        query = self._due_query(ids)
+        if limit:
+            query = SQL("%s LIMIT %s", query, limit)
+        self.env.cr.execute(SQL("%s FOR UPDATE OF job SKIP LOCKED", query))
+        return self.browse([row[0] for row in self.env.cr.fetchall()])
+
+    def _reclaim_stuck(self):
+        """Jobs left 'sending' by a crashed worker go back to the queue."""
+        limit = fields.Datetime.now() - timedelta(minutes=STUCK_SENDING_MINUTES)
+        self.flush_model()
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM qimen_sync_job WHERE state = 'sending' AND sending_since < %s "
+                "FOR UPDATE SKIP LOCKED",
+                limit,
+            )
+        )
+        stuck = self.browse([row[0] for row in self.env.cr.fetchall()])
+        for job in stuck:
+            job._record_outcome(
+                transient=True,
+                error=_("Interrupted while sending (the worker stopped); sent again."),
+            )
+        return stuck
+
+    def _mark_sending(self):
+        now = fields.Datetime.now()
+        for job in self:
+            job.write({"state": "sending", "sending_since": now, "attempts": job.attempts + 1})
+
+    def _send_safely(self):
+        """Send this job; whatever happens, record it on the job and never raise."""
+        self.ensure_one()
+        try:
+            with self.env.cr.savepoint():
+                self._send()
+        except Exception as exc:
+            _logger.exception("Qimen sync: job %s failed unexpectedly", self.id)
+            self._record_outcome(transient=True, error=_("Unexpected error: %s", exc))
+
+    def _send(self):
+        """The network call of a job: the only place the dispatcher talks to the ERP."""
+        company = self.company_id
+        problems = company._qimen_config_problems()
+        if problems:
+            return self._record_outcome(
+                transient=False,
+                error=_("Qimen sync is not configured: missing %s.", ", ".join(problems)),
+            )
+        try:
+            result = company._qimen_client().salesorder_update(self.payload)
+        except QimenValidationError as exc:
+            return self._record_outcome(transient=False, error=_("Invalid parameter %s", exc))
+        vals = {
+            "last_request": result.request,
+            "last_reply": result.reply_text,
+            "last_code": result.code,
+        }
+        if result.ok:
+            vals.update(
+                state="done",
+                date_done=fields.Datetime.now(),
+                last_error=False,
+                sending_since=False,
+                next_attempt=False,
+            )
+            return self.write(vals)
+        return self._record_outcome(result.transient, result.describe(), vals)
+
+    def _record_outcome(self, transient, error, vals=None):
+        """A failed attempt: retry later with backoff, or give up (dead)."""
+        vals = dict(vals or {}, last_error=error, sending_since=False)
+        max_attempts = self.company_id.qimen_max_attempts or 1
+        if transient and self.attempts < max_attempts:
+            delay = min(BACKOFF_BASE_SECONDS * 2 ** max(self.attempts - 1, 0), BACKOFF_MAX_SECONDS)
+            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+            at = fields.Datetime.now() + timedelta(seconds=delay)
+            vals.update(state="failed", next_attempt=at)
+            self.write(vals)
+            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger(at)
+        else:
+            vals.update(state="dead", next_attempt=False)
+            self.write(vals)
+        _logger.warning(
+            "Qimen sync: job %s (%s) %s: %s", self.id, self.bill_code, vals["state"], error
+        )
+        return True
+
+    # -- actions --------------------------------------------------------------------
+    def _check_not_superseded_by_newer(self):
+        """An update is not sent again once a newer one of the same order went out."""
+        for job in self:
+            newer_done = self.search_count(
+                [
+                    ("company_id", "=", job.company_id.id),
+                    ("bill_code", "=", job.bill_code),
+                    ("id", ">", job.id),
+                    ("state", "=", "done"),
+                ],
+                limit=1,
+            )
+            if newer_done:
+                job.write({"state": "superseded", "next_attempt": False})
+        return self.filtered(lambda j: j.state != "superseded")
+
+    def action_retry(self):
+        """Queue failed, dead or cancelled jobs again, with a fresh attempt budget."""
+        jobs = self.filtered(lambda j: j.state in ("failed", "dead", "cancelled"))
+        jobs = jobs._check_not_superseded_by_newer()
+        jobs.write(
+            {
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt": fields.Datetime.now(),
+                "last_error": False,
+            }
+        )
+        for job in jobs:
+            job._refresh_routing()
+        if jobs:
+            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
+        return True
+
+    def action_send_now(self):
+        """Send now, through the same path as the cron; earlier updates of the same order
+        go first. A job that the cron is sending is refused, never sent twice."""
+        self.action_retry()
+        todo = self.search(
+            [
+                ("company_id", "in", self.company_id.ids),
+                ("bill_code", "in", self.mapped("bill_code")),
+                ("state", "in", ("pending", "failed")),
+            ],
+            order="id",
+        )
+        blocked = self.filtered(lambda j: j.state == "sending")
+        if blocked:
+            raise UserError(_("%s is being sent right now.", blocked[0].name))
+        for job in todo:
+            locked = self._lock_due(1, ids=job.ids)
+            if not locked:
+                if job.state == "sending":
+                    raise UserError(_("%s is being sent right now.", job.name))
+                continue  # an earlier update of the order is not settled
+            locked._mark_sending()
+            locked._send_safely()
+        return True
+
+    def action_cancel(self):
+        self.filtered(lambda j: j.state in ("pending", "failed", "dead")).write(
+            {"state": "cancelled", "next_attempt": False}
+        )
+        return True
+
+    def _refresh_routing(self):
+        """After a configuration fix, a retried job uses the shop's current customerid."""
+        for job in self:
+            customerid = (
+                job.config_id._qimen_customerid()
+                if job.config_id
+                else (job.company_id.qimen_customerid or "")
+            )
+            if customerid and job.payload and job.payload.get("customerid") != customerid:
+                job.payload = dict(job.payload, customerid=customerid)
+
+    def _redacted_request_text(self):
+        return json.dumps(self.last_request or {}, ensure_ascii=False, indent=2)

@@ -1,0 +1,108 @@
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..const import GATEWAY_PRESETS
+from ..qimen import QimenClient
+from ..qimen.const import CUSTOMERID_MAX_LENGTH
+
+
+def check_customerid(value):
+    """The routing parameter is at most 50 characters: refuse it, never truncate it."""
+    if value and len(value) > CUSTOMERID_MAX_LENGTH:
+        raise ValidationError(
+            _(
+                "The Qimen customer ID %(value)s is longer than %(max)s characters.",
+                value=value,
+                max=CUSTOMERID_MAX_LENGTH,
+            )
+        )
+
+
+class ResCompany(models.Model):
+    _inherit = "res.company"
+
+    qimen_enabled = fields.Boolean("Qimen ERP Sync")
+    qimen_gateway = fields.Selection(
+        [("production", "Qimen production"), ("test", "Qimen test"), ("custom", "Custom URL")],
+        string="Qimen Gateway",
+        default="production",
+        required=True,
+    )
+    qimen_custom_url = fields.Char("Qimen Custom Gateway URL")
+    qimen_app_key = fields.Char("Qimen App Key")
+    qimen_app_secret = fields.Char("Qimen App Secret", groups="base.group_system", copy=False)
+    qimen_target_app_key = fields.Char(
+        "Qimen Target App Key", help="The ERP's app key (target_app_key) behind the gateway."
+    )
+    qimen_customerid = fields.Char(
+        "Qimen Customer ID",
+        help="Routing parameter (customerid) naming the ERP tenant; a shop may override it.",
+    )
+    qimen_sign_method = fields.Selection(
+        [("md5", "MD5"), ("hmac", "HMAC-MD5"), ("hmac-sha256", "HMAC-SHA256")],
+        string="Qimen Sign Method",
+        default="md5",
+        required=True,
+    )
+    qimen_format = fields.Selection(
+        [("json", "JSON"), ("xml", "XML")], string="Qimen Format", default="json", required=True
+    )
+    qimen_connect_timeout = fields.Float("Qimen Connect Timeout (s)", default=5.0)
+    qimen_read_timeout = fields.Float("Qimen Read Timeout (s)", default=15.0)
+    qimen_max_attempts = fields.Integer("Qimen Maximum Attempts", default=8)
+    qimen_pickup_on_paid = fields.Boolean(
+        "Picked Up When Paid",
+        default=True,
+        help="An order taken home at the till (no later shipping date) is reported as picked "
+        "up as soon as it is paid. Orders shipped later are picked up when their delivery "
+        "is validated.",
+    )
+    qimen_refund_policy = fields.Selection(
+        [
+            ("full", "Void when fully refunded"),
+            ("any", "Void on any refund"),
+            ("never", "Never"),
+        ],
+        string="Refunds Void the Order",
+        default="full",
+        required=True,
+        help="When a refund of a paid order voids it in the ERP (status 3, zf_type 0 customer "
+        "return).",
+    )
+
+    @api.constrains("qimen_customerid")
+    def _check_qimen_customerid(self):
+        for company in self:
+            check_customerid(company.qimen_customerid)
+
+    def _qimen_gateway_url(self):
+        self.ensure_one()
+        if self.qimen_gateway == "custom":
+            return (self.qimen_custom_url or "").strip()
+        return GATEWAY_PRESETS[self.qimen_gateway]
+
+    def _qimen_config_problems(self):
+        """What is missing for sending, as texts for the user (empty when complete)."""
+        self.ensure_one()
+        company = self.sudo()
+        required = {
+            _("gateway URL"): company._qimen_gateway_url(),
+            _("app key"): company.qimen_app_key,
+            _("app secret"): company.qimen_app_secret,
+        }
+        return [label for label, value in required.items() if not value]
+
+    def _qimen_client(self):
+        """The protocol client for this company's settings (reads the secret as sudo)."""
+        self.ensure_one()
+        company = self.sudo()
+        return QimenClient(
+            company._qimen_gateway_url(),
+            company.qimen_app_key,
+            company.qimen_app_secret,
+            target_app_key=company.qimen_target_app_key,
+            sign_method=company.qimen_sign_method,
+            fmt=company.qimen_format,
+            connect_timeout=company.qimen_connect_timeout or 5.0,
+            read_timeout=company.qimen_read_timeout or 15.0,
+        )

@@ -1,0 +1,82 @@
+from urllib.parse import urlsplit
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tests.common import _super_send
+
+from odoo.addons.point_of_sale.tests.common import TestPoSCommon
+
+from ..qimen.sandbox import SandboxGateway
+
+APP_KEY = "pos-app-1"
+APP_SECRET = "pos-secret-不可泄露-42"
+
+
+@tagged("post_install", "-at_install")
+class QimenPosCase(TestPoSCommon):
+    """A POS with Qimen sync configured against a sandbox gateway on 127.0.0.1."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = SandboxGateway({APP_KEY: APP_SECRET}, timeout_delay=3).start()
+        cls.addClassCleanup(cls.sandbox.stop)
+        cls.config = cls.basic_config
+        cls.company = cls.config.company_id
+        cls.company.write(
+            {
+                "qimen_enabled": True,
+                "qimen_gateway": "custom",
+                "qimen_custom_url": cls.sandbox.url,
+                "qimen_app_key": APP_KEY,
+                "qimen_app_secret": APP_SECRET,
+                "qimen_target_app_key": "erp-9",
+                "qimen_customerid": "COMPANY_ERP",
+                "qimen_read_timeout": 1.0,
+                "qimen_max_attempts": 3,
+            }
+        )
+        cls.config.qimen_customerid = "STORE_ERP_01"
+        cls.product1 = cls.create_product("Product 1", cls.categ_basic, 10.0, 5)
+        cls.product2 = cls.create_product("Product 2", cls.categ_basic, 20.0, 10)
+        cls.Job = cls.env["qimen.sync.job"]
+
+    def setUp(self):
+        super().setUp()
+        self.sandbox.clear()
+
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        """Let calls to the sandbox through with the client's own (connect, read) timeouts;
+        Odoo 18's default handler cannot compare a timeout tuple."""
+        url = urlsplit(r.url)
+        if url.hostname == "127.0.0.1" and url.port == cls.sandbox.port:
+            return _super_send(s, r, **kw)
+        return super()._request_handler(s, r, **kw)
+
+    # helpers ---------------------------------------------------------------------------
+    def paid_order(self, lines=None, **kwargs):
+        """A paid order through the real POS path (sync_from_ui)."""
+        if not self.config.current_session_id:
+            self.open_new_session()
+        return self._sync_order(self.create_ui_order_data(lines or [(self.product1, 2)], **kwargs))
+
+    def _sync_order(self, data):
+        result = self.env["pos.order"].sync_from_ui([data])
+        return self.env["pos.order"].browse(result["pos.order"][0]["id"])
+
+    def draft_order(self, lines=None, customer=False):
+        if not self.config.current_session_id:
+            self.open_new_session()
+        data = self.create_ui_order_data(lines or [(self.product1, 1)], customer=customer)
+        data.update(state="draft", payment_ids=[])
+        return self._sync_order(data)
+
+    def dispatch(self):
+        return self.Job._cron_dispatch()
+
+    def jobs(self, order):
+        return self.Job.search([("bill_code", "=", order.qimen_bill_code)], order="id")
+
+    def expire_backoff(self, jobs):
+        jobs.write({"next_attempt": fields.Datetime.now()})

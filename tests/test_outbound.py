@@ -1,0 +1,427 @@
+import logging
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.exceptions import UserError, ValidationError
+from odoo.tests import tagged
+
+from ..qimen.client import QimenClient
+from ..qimen.signing import sign, verify
+from ..qimen.timeutil import to_gmt8
+from .common import APP_SECRET, QimenPosCase
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundTransitions(QimenPosCase):
+    def test_paid_from_the_pos_ui_sends_confirm_then_pickup(self):
+        order = self.paid_order()
+        self.assertEqual(order.state, "paid")
+        jobs = self.jobs(order)
+        self.assertEqual(jobs.mapped("event"), ["confirm", "pickup"])
+        self.assertEqual(jobs.mapped("state"), ["pending", "pending"])
+        self.assertEqual(order.qimen_sync_state, "pending")
+        self.assertFalse(self.sandbox.calls(), "nothing is sent inside sync_from_ui")
+
+        self.dispatch()  # one per order per batch: the pickup waits for the confirm
+        self.dispatch()
+        self.assertEqual(jobs.mapped("state"), ["done", "done"])
+        confirm, pickup = self.sandbox.calls("accepted")
+        self.assertEqual(confirm.method, "qimen.taobao.pos.salesorder.update")
+        self.assertEqual(confirm.query["app_key"], "pos-app-1")
+        self.assertEqual(confirm.query["target_app_key"], "erp-9")
+        params = confirm.params
+        self.assertEqual(params["orderBillCode"], order.pos_reference)
+        self.assertEqual(order.qimen_bill_code, order.pos_reference)
+        self.assertEqual(params["status"], "1")
+        self.assertEqual(params["customerid"], "STORE_ERP_01")
+        self.assertEqual(params["confirm"], "1")
+        self.assertEqual(params["confirmor"], order.user_id.name)
+        self.assertEqual(params["confirmDate"], to_gmt8(order.qimen_confirm_date))
+        self.assertNotIn("delivery", params)
+        self.assertIn('"posOrder":"%s"' % order.name, params["extendProps"])
+        self.assertEqual(pickup.params["status"], "2")
+        self.assertEqual(pickup.params["delivery"], "1")
+        self.assertEqual(pickup.params["deliveryDate"], to_gmt8(order.qimen_delivery_date))
+        self.assertEqual(pickup.params["confirm"], "1", "each update carries the whole state")
+        order.invalidate_recordset()
+        self.assertEqual(order.qimen_sync_state, "synced")
+        self.assertEqual(order.qimen_sync_attempts, 2)
+        self.assertTrue(order.qimen_last_sync)
+        self.assertFalse(order.qimen_last_error)
+
+    def test_signature_recorded_request_and_no_secret(self):
+        order = self.paid_order()
+        sent = []
+        original = QimenClient._post
+
+        def spy(client, query, body):
+            sent.append((dict(query), dict(body)))
+            return original(client, query, body)
+
+        with patch.object(QimenClient, "_post", spy):
+            self.dispatch()
+        job = self.jobs(order)[0]
+        ((query, body),) = sent
+        signature = query.pop("sign")
+        self.assertTrue(verify({**query, **body}, APP_SECRET, signature, "md5"))
+        self.assertEqual(signature, sign({**query, **body}, APP_SECRET, "md5"))
+        self.assertEqual(body, job.payload)
+        self.assertEqual(job.last_request["query"], dict(query, sign="***"))
+        self.assertEqual(job.last_request["body"], job.payload)
+        for value in (
+            job.last_reply,
+            str(job.last_request),
+            str(job.payload),
+            job.last_error or "",
+        ):
+            self.assertNotIn(APP_SECRET, value)
+            self.assertNotIn(signature, value)
+
+    def test_take_home_rule_is_configurable(self):
+        self.company.qimen_pickup_on_paid = False
+        order = self.paid_order()
+        self.assertEqual(self.jobs(order).mapped("event"), ["confirm"])
+
+    def test_back_office_payment(self):
+        order = self.draft_order()
+        self.assertFalse(self.jobs(order))
+        self.make_payment(order, self.cash_pm1, order.amount_total)
+        self.assertEqual(order.state, "paid")
+        self.assertEqual(self.jobs(order).mapped("event"), ["confirm", "pickup"])
+
+    def test_cancelled_draft_is_voided_with_its_reason(self):
+        order = self.draft_order()
+        order.write({"qimen_void_type": "0", "qimen_void_reason": "不想买了"})
+        order.action_pos_order_cancel()
+        self.assertEqual(order.state, "cancel")
+        (job,) = self.jobs(order)
+        self.assertEqual(job.event, "void")
+        self.dispatch()
+        params = self.sandbox.calls("accepted")[0].params
+        self.assertEqual(params["status"], "3")
+        self.assertEqual(params["cancle"], "1")
+        self.assertEqual(params["canceler"], self.env.user.name)
+        self.assertEqual(params["cancleDate"], to_gmt8(order.qimen_cancel_date))
+        self.assertEqual(params["zf_type"], "0")
+        self.assertEqual(params["zf_message"], "不想买了")
+
+    def test_cancel_without_reason_defaults_to_other_reason(self):
+        order = self.draft_order()
+        order.action_pos_order_cancel()
+        self.assertEqual(self.jobs(order).payload["zf_type"], "1")
+
+    def test_removed_draft_still_syncs_from_its_snapshot(self):
+        order = self.draft_order()
+        bill_code = order.qimen_bill_code
+        self.env["pos.order"].remove_from_ui(order.ids)
+        self.assertFalse(order.exists())
+        job = self.Job.search([("bill_code", "=", bill_code)])
+        self.assertEqual(job.event, "void")
+        self.assertFalse(job.order_id)
+        self.dispatch()
+        self.assertEqual(job.state, "done")
+        self.assertEqual(self.sandbox.calls("accepted")[0].params["orderBillCode"], bill_code)
+
+    def test_empty_draft_cancelled_is_not_sent(self):
+        if not self.config.current_session_id:
+            self.open_new_session()
+        order = self.env["pos.order"].create(
+            {
+                "session_id": self.config.current_session_id.id,
+                "amount_total": 0,
+                "amount_tax": 0,
+                "amount_paid": 0,
+                "amount_return": 0,
+                "lines": [],
+            }
+        )
+        order.action_pos_order_cancel()
+        self.assertFalse(self.Job.search([("order_id", "=", order.id)]))
+
+    def test_full_refund_voids_the_original_as_customer_return(self):
+        order = self.paid_order()
+        refund = order._refund()
+        self.make_payment(refund, self.cash_pm1, refund.amount_total)
+        self.assertEqual(refund.state, "paid")
+        self.assertEqual(refund.refunded_order_id, order)
+        self.assertFalse(self.Job.search([("order_id", "=", refund.id)]), "no job of its own")
+        void = self.jobs(order).filtered(lambda j: j.event == "void")
+        self.assertEqual(void.payload["status"], "3")
+        self.assertEqual(void.payload["zf_type"], "0")
+        self.assertIn(refund.name, void.payload["zf_message"])
+        self.assertEqual(void.payload["orderBillCode"], order.pos_reference)
+        # the unsent confirm and pickup are superseded by the void
+        self.assertEqual(self.jobs(order).mapped("state"), ["superseded", "superseded", "pending"])
+
+    def _partial_refund(self, order):
+        refund = order._refund()
+        refund.lines.write({"qty": -1})
+        refund.lines._onchange_amount_line_all()
+        refund._compute_prices()
+        self.make_payment(refund, self.cash_pm1, refund.amount_total)
+        return refund
+
+    def test_partial_refund_follows_the_policy(self):
+        order = self.paid_order([(self.product1, 2)])
+        self._partial_refund(order)
+        self.assertNotIn("void", self.jobs(order).mapped("event"))
+        self.company.qimen_refund_policy = "any"
+        order2 = self.paid_order([(self.product1, 2)])
+        self._partial_refund(order2)
+        self.assertIn("void", self.jobs(order2).mapped("event"))
+        self.company.qimen_refund_policy = "never"
+        order3 = self.paid_order([(self.product1, 1)])
+        refund = order3._refund()
+        self.make_payment(refund, self.cash_pm1, refund.amount_total)
+        self.assertNotIn("void", self.jobs(order3).mapped("event"))
+
+    def test_session_close_completes_paid_and_invoiced_orders(self):
+        order = self.paid_order()
+        invoiced = self.paid_order(customer=self.customer, is_invoiced=True)
+        self.assertEqual(invoiced.state, "invoiced")
+        session = self.config.current_session_id
+        self.dispatch()
+        self.dispatch()
+        self.dispatch()
+        cash = sum(session.order_ids.payment_ids.mapped("amount"))
+        session.post_closing_cash_details(cash)
+        session.close_session_from_ui()
+        self.assertEqual(session.state, "closed")
+        self.assertEqual(order.state, "done")
+        for done_order in (order, invoiced):
+            complete = self.jobs(done_order).filtered(lambda j: j.event == "complete")
+            self.assertEqual(complete.payload["status"], "1")
+            self.assertEqual(complete.payload["confirm"], "2")
+            self.assertEqual(complete.payload["finish"], "1")
+            self.assertEqual(complete.payload["finishDate"], to_gmt8(done_order.qimen_finish_date))
+
+    def test_delivery_validated_later_is_a_pickup(self):
+        order = self.paid_order(lines=[(self.product1, 1)])
+        self.assertEqual(self.jobs(order).mapped("event"), ["confirm", "pickup"])
+        later = self.draft_order(customer=self.customer)
+        later.shipping_date = fields.Date.today()
+        self.make_payment(later, self.cash_pm1, later.amount_total)
+        self.assertEqual(self.jobs(later).mapped("event"), ["confirm"], "not yet picked up")
+        picking = later.picking_ids
+        self.assertTrue(picking)
+        picking.move_ids.quantity = 1
+        picking.move_ids.picked = True
+        picking.button_validate()
+        self.assertEqual(picking.state, "done")
+        pickup = self.jobs(later).filtered(lambda j: j.event == "pickup")
+        self.assertEqual(pickup.payload["delivery"], "1")
+        self.assertEqual(pickup.payload["deliveryDate"], to_gmt8(picking.date_done))
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundQueue(QimenPosCase):
+    def test_transient_failure_backs_off_then_dies(self):
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        self.sandbox.add_fault("isp")
+        before = fields.Datetime.now()
+        self.dispatch()
+        self.assertEqual(confirm.state, "failed")
+        self.assertEqual(confirm.attempts, 1)
+        self.assertIn("isp.remote-service-error", confirm.last_error)
+        delay = (confirm.next_attempt - before).total_seconds()
+        self.assertTrue(47 <= delay <= 73, delay)  # 60 s +-20 % jitter
+        self.assertEqual(order.qimen_sync_state, "pending")
+        self.assertIn("isp.remote-service-error", order.qimen_last_error)
+
+        self.dispatch()
+        self.assertEqual(confirm.attempts, 1, "not due yet")
+        self.expire_backoff(confirm)
+        self.dispatch()
+        self.assertEqual(confirm.attempts, 2)
+        second = (confirm.next_attempt - fields.Datetime.now()).total_seconds()
+        self.assertTrue(95 <= second <= 145, second)  # 120 s +-20 %
+        self.expire_backoff(confirm)
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead", "max attempts is 3")
+        self.assertEqual(order.qimen_sync_state, "failed")
+        pickup = self.jobs(order)[1]
+        self.assertEqual(pickup.state, "pending")
+
+    def test_permanent_failure_is_dead_at_once_and_retry_sends_it(self):
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead")
+        self.assertEqual(confirm.attempts, 1)
+        self.assertIn("code 41", confirm.last_error)
+        confirm.action_retry()
+        self.assertEqual((confirm.state, confirm.attempts), ("pending", 0))
+        self.dispatch()
+        self.assertEqual(confirm.state, "done")
+
+    def test_each_fault_kind_is_recorded_not_raised(self):
+        expected = {
+            "timeout": "failed",
+            "reset": "failed",
+            "http500": "failed",
+            "garbage": "failed",
+            "failure": "dead",
+            "signature": "dead",
+        }
+        for kind, state in expected.items():
+            with self.subTest(kind=kind):
+                order = self.paid_order()
+                self.sandbox.add_fault(kind, bill_codes=[order.qimen_bill_code])
+                self.dispatch()
+                job = self.jobs(order)[0]
+                self.assertEqual(job.state, state, job.last_error)
+                self.assertTrue(job.last_error)
+
+    def test_newer_update_never_goes_before_an_older_one(self):
+        order = self.paid_order()
+        confirm, pickup = self.jobs(order)
+        self.sandbox.add_fault("http500", count=1)
+        self.dispatch()
+        self.assertEqual((confirm.state, pickup.state), ("failed", "pending"))
+        self.dispatch()
+        self.assertEqual(pickup.state, "pending", "blocked behind the failed confirm")
+        self.expire_backoff(confirm)
+        self.dispatch()
+        self.dispatch()
+        self.assertEqual((confirm.state, pickup.state), ("done", "done"))
+        statuses = [c.params["status"] for c in self.sandbox.calls() if c.verdict == "accepted"]
+        self.assertEqual(statuses, ["1", "2"])
+
+    def test_dead_update_is_superseded_once_a_newer_one_went_out(self):
+        order = self.paid_order()
+        confirm, pickup = self.jobs(order)
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
+        self.dispatch()
+        self.assertEqual((confirm.state, pickup.state), ("dead", "done"))
+        confirm.action_retry()
+        self.assertEqual(confirm.state, "superseded")
+
+    def test_duplicates_are_not_enqueued(self):
+        order = self.paid_order()
+        self.assertEqual(len(self.jobs(order)), 2)
+        order._qimen_enqueue("confirm")
+        order._process_saved_order(False)
+        self.assertEqual(len(self.jobs(order)), 2)
+
+    def test_disabled_or_incomplete_configuration_enqueues_nothing(self):
+        self.company.qimen_enabled = False
+        order = self.paid_order()
+        self.assertFalse(self.jobs(order))
+        self.assertEqual(order.qimen_sync_state, "not_needed")
+        self.company.write({"qimen_enabled": True, "qimen_app_key": False})
+        order = self.paid_order()
+        self.assertFalse(self.jobs(order))
+        self.assertEqual(order.qimen_sync_state, "failed")
+        self.assertIn("app key", order.qimen_config_error)
+        self.assertIn("app key", order.qimen_last_error)
+
+    def test_gateway_failures_never_reach_sync_from_ui(self):
+        with (
+            patch.object(type(self.Job), "_enqueue", side_effect=RuntimeError("boom")),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order", logging.ERROR),
+        ):
+            order = self.paid_order()
+        self.assertEqual(order.state, "paid")
+        self.assertFalse(self.jobs(order))
+
+    def test_rolled_back_pos_transaction_leaves_no_job(self):
+        self.open_new_session()
+        data = self.create_ui_order_data([(self.product1, 1)])
+        with self.assertRaises(ZeroDivisionError), self.env.cr.savepoint():
+            self.env["pos.order"].sync_from_ui([data])
+            self.assertTrue(self.Job.search([("order_id.uuid", "=", data["uuid"])]))
+            1 / 0  # noqa: B018 - the cashier's transaction fails after the hook
+        self.assertFalse(self.Job.search([("bill_code", "=", data["name"])]))
+
+    def test_one_exploding_job_does_not_stop_the_batch(self):
+        first, second = self.paid_order(), self.paid_order()
+        original = type(self.Job)._send
+
+        def send(job):
+            if job.bill_code == first.qimen_bill_code:
+                raise ValueError("corrupt")
+            return original(job)
+
+        with (
+            patch.object(type(self.Job), "_send", send),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", logging.ERROR),
+        ):
+            self.dispatch()
+        self.assertEqual(self.jobs(first)[0].state, "failed")
+        self.assertIn("corrupt", self.jobs(first)[0].last_error)
+        self.assertEqual(self.jobs(second)[0].state, "done")
+
+    def test_stuck_sending_jobs_are_reclaimed(self):
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        confirm.write(
+            {
+                "state": "sending",
+                "attempts": 1,
+                "sending_since": fields.Datetime.now() - timedelta(hours=1),
+            }
+        )
+        self.Job._reclaim_stuck()
+        self.assertEqual(confirm.state, "failed")
+        self.assertIn("Interrupted", confirm.last_error)
+        self.expire_backoff(confirm)
+        self.dispatch()
+        self.assertEqual(confirm.state, "done")
+
+    def test_send_now_uses_the_same_path_and_refuses_a_job_being_sent(self):
+        order = self.paid_order()
+        confirm, pickup = self.jobs(order)
+        pickup.action_send_now()  # the older confirm goes first
+        self.assertEqual((confirm.state, pickup.state), ("done", "done"))
+        self.assertEqual([c.params["status"] for c in self.sandbox.calls()], ["1", "2"])
+        other = self.paid_order()
+        job = self.jobs(other)[0]
+        job.write({"state": "sending", "sending_since": fields.Datetime.now()})
+        with self.assertRaisesRegex(UserError, "being sent"):
+            job.action_send_now()
+        self.assertEqual(len(self.sandbox.calls()), 2)
+        job.write({"state": "dead"})
+        other.action_qimen_sync_now()
+        self.assertEqual(job.state, "done")
+
+    def test_retry_refreshes_the_routing_parameter(self):
+        self.config.qimen_customerid = "OLD_TENANT"
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead")
+        self.config.qimen_customerid = "NEW_TENANT"
+        confirm.action_retry()
+        self.dispatch()
+        self.assertEqual(confirm.state, "done")
+        self.assertEqual(self.sandbox.calls("accepted")[0].params["customerid"], "NEW_TENANT")
+
+    def test_customerid_longer_than_50_is_refused_not_truncated(self):
+        with self.assertRaisesRegex(ValidationError, "longer than 50"):
+            self.config.qimen_customerid = "X" * 51
+        with self.assertRaisesRegex(ValidationError, "longer than 50"):
+            self.company.qimen_customerid = "店" * 51
+        self.config.qimen_customerid = "店" * 50
+        self.assertEqual(self.config._qimen_customerid(), "店" * 50)
+
+    def test_invalid_parameters_are_dead_with_a_clear_error(self):
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        confirm.payload = dict(confirm.payload, zf_type="9")
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead")
+        self.assertIn("zf_type: must be one of 0, 1", confirm.last_error)
+        self.assertFalse(self.sandbox.calls(), "nothing invalid is sent")
+
+    def test_missing_configuration_at_send_time_is_reported(self):
+        order = self.paid_order()
+        self.company.qimen_app_secret = False
+        self.dispatch()
+        confirm = self.jobs(order)[0]
+        self.assertEqual(confirm.state, "dead")
+        self.assertIn("app secret", confirm.last_error)
