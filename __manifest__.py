@@ -8,7 +8,7 @@
     "license": "LGPL-3",
     "author": "pos_qimen_sync authors",
     "website": "https://github.com/pos-qimen-sync/pos_qimen_sync",
-    "depends": ["point_of_sale"],
+    "depends": ["point_of_sale", "mail"],
     "external_dependencies": {"python": ["requests", "lxml"]},
     "data": [
         "security/ir.model.access.csv",

@@ -1,18 +1,21 @@
 import json
 import logging
 
+from markupsafe import Markup
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
 
 from ..const import EVENT_STATUS, ORDER_WIRE_FIELDS
-from ..qimen.timeutil import to_gmt8
+from ..qimen.timeutil import parse_gmt8_to_utc_naive, to_gmt8
 
 _logger = logging.getLogger(__name__)
 
 
 class PosOrder(models.Model):
-    _inherit = "pos.order"
+    _name = "pos.order"
+    _inherit = ["pos.order", "mail.activity.mixin"]
 
     qimen_bill_code = fields.Char(
         "ERP Bill Code",
@@ -123,7 +126,7 @@ class PosOrder(models.Model):
 
     def write(self, vals):
         res = super().write(vals)
-        if vals.get("state") == "cancel":
+        if vals.get("state") == "cancel" and not self.env.context.get("qimen_from_erp"):
             self._qimen_safely(self._qimen_on_cancel)
         return res
 
@@ -277,6 +280,101 @@ class PosOrder(models.Model):
             separators=(",", ":"),
         )
         return payload
+
+    def _prepare_refund_values(self, current_session):
+        # a refund copies the POS reference, but it is not an order of the ERP
+        return dict(super()._prepare_refund_values(current_session), qimen_bill_code=False)
+
+    # -- inbound: the ERP updates the order ------------------------------------------------
+    @api.model
+    def _qimen_find_by_bill_code(self, company, bill_code):
+        """Return ``(order, error)``: the company's order with this ERP bill code."""
+        orders = self.search(
+            [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
+        )
+        if not orders:
+            return self, _("Order %s not found", bill_code)
+        if len(orders) > 1:
+            return self, _("Several orders have the bill code %s", bill_code)
+        return orders, None
+
+    def _qimen_apply_erp_update(self, params):
+        """Record what the ERP says of the order; a void cancels a draft, and asks the POS
+        manager to refund a paid order (Odoo cannot cancel it)."""
+        self.ensure_one()
+        status = params["status"]
+        now = fields.Datetime.now()
+
+        def date(name):
+            return parse_gmt8_to_utc_naive(params[name]) if params.get(name) else now
+
+        vals = {"qimen_erp_status": status}
+        for wire, field_name in (
+            ("shippingCode", "qimen_shipping_code"),
+            ("shippingSn", "qimen_shipping_sn"),
+        ):
+            if params.get(wire):
+                vals[field_name] = params[wire]
+        if status == "1":
+            vals.update(
+                qimen_confirm=params.get("confirm") or "1",
+                qimen_confirmor=params.get("confirmor") or self.qimen_confirmor,
+                qimen_confirm_date=date("confirmDate"),
+            )
+        elif status == "2":
+            vals.update(qimen_delivery="1", qimen_delivery_date=date("deliveryDate"))
+        elif status == "3":
+            vals.update(
+                qimen_cancelled=True,
+                qimen_canceler=params.get("canceler"),
+                qimen_cancel_date=date("cancleDate"),
+                qimen_void_type=params.get("zf_type") or "1",
+                qimen_void_reason=params.get("zf_message"),
+            )
+        elif status == "4":
+            vals.update(
+                qimen_finished=True, qimen_confirm="2", qimen_finish_date=date("finishDate")
+            )
+        order = self.with_context(qimen_from_erp=True)
+        order.write(vals)
+        if status == "3" and self.state == "draft":
+            order.action_pos_order_cancel()
+        elif status == "3" and self.state in ("paid", "done", "invoiced"):
+            self._qimen_ask_manager(
+                _("Voided in the ERP: refund this order"),
+                _(
+                    "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a paid "
+                    "order: refund it in the Point of Sale.",
+                    reason=params.get("zf_message") or _("no reason given"),
+                ),
+            )
+        self._qimen_post_erp_update(params)
+
+    def _qimen_post_erp_update(self, params):
+        labels = dict(self._fields["qimen_erp_status"]._description_selection(self.env))
+        details = [
+            f"{name}: {params[name]}"
+            for name in sorted(params)
+            if name not in ("orderBillCode", "status", "mx_list") and params[name]
+        ]
+        if params.get("mx_list"):
+            details.append(_("%s lines", len(params["mx_list"])))
+        body = Markup("<p>%s</p><ul>%s</ul>") % (
+            _("The ERP reported this order as %s.", labels[params["status"]]),
+            Markup().join(Markup("<li>%s</li>") % line for line in details),
+        )
+        self.message_post(body=body, author_id=self.env.ref("base.partner_root").id)
+
+    def _qimen_ask_manager(self, summary, note):
+        """One to-do for a POS manager of the company (the order's user if none)."""
+        self.ensure_one()
+        managers = self.env.ref("point_of_sale.group_pos_manager").users.filtered(
+            lambda u: self.company_id in u.company_ids and not u.share
+        )
+        user = managers.sorted("id")[:1] or self.user_id
+        self.activity_schedule(
+            "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
+        )
 
     # -- actions -----------------------------------------------------------------------
     def action_qimen_sync_now(self):

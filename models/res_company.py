@@ -75,6 +75,23 @@ class ResCompany(models.Model):
         for company in self:
             check_customerid(company.qimen_customerid)
 
+    qimen_callback_secret = fields.Char(
+        "Qimen Callback Secret",
+        groups="base.group_system",
+        copy=False,
+        help="Secret the gateway signs its calls to this store with; empty: the app secret.",
+    )
+    qimen_callback_max_skew = fields.Integer(
+        "Qimen Allowed Clock Skew (s)",
+        default=600,
+        help="Calls whose timestamp is further than this from now are refused.",
+    )
+
+    def _qimen_callback_secret(self):
+        self.ensure_one()
+        company = self.sudo()
+        return company.qimen_callback_secret or company.qimen_app_secret or ""
+
     def _qimen_gateway_url(self):
         self.ensure_one()
         if self.qimen_gateway == "custom":

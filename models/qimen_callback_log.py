@@ -1,0 +1,224 @@
+import logging
+from datetime import timedelta
+from urllib.parse import parse_qsl
+
+from odoo import _, api, fields, models
+
+from ..qimen.const import INBOUND_METHODS
+from ..qimen.errors import QimenValidationError
+from ..qimen.inbound import (
+    MAX_BODY_BYTES,
+    InboundError,
+    build_reply,
+    check_signature,
+    check_timestamp,
+    error_reply,
+    parse_call,
+    validate_params,
+)
+
+_logger = logging.getLogger(__name__)
+LOGGED_BODY_CHARS = 4000
+KEEP_LOGS_DAYS = 90
+
+
+class QimenCallbackLog(models.Model):
+    """The exchange log of the callback endpoint: every call the ERP made, accepted or not.
+
+    Handling lives here so that the controller stays a thin adapter of HTTP."""
+
+    _name = "qimen.callback.log"
+    _description = "Qimen ERP Callback"
+    _order = "id desc"
+    _rec_name = "bill_code"
+
+    company_id = fields.Many2one("res.company", index=True, readonly=True)
+    order_id = fields.Many2one("pos.order", index=True, ondelete="set null", readonly=True)
+    method = fields.Char(readonly=True)
+    bill_code = fields.Char(index=True, readonly=True)
+    status = fields.Selection(
+        [
+            ("1", "Confirmed"),
+            ("2", "Picked up"),
+            ("3", "Voided"),
+            ("4", "Finished"),
+            ("5", "Other"),
+        ],
+        string="ERP Status",
+        readonly=True,
+    )
+    result = fields.Selection(
+        [
+            ("applied", "Applied"),
+            ("duplicate", "Repeat, ignored"),
+            ("failed", "Failed"),
+            ("rejected", "Rejected"),
+        ],
+        required=True,
+        index=True,
+        readonly=True,
+    )
+    code = fields.Char("Reply Code", readonly=True)
+    message = fields.Text(readonly=True)
+    http_status = fields.Integer("HTTP Status", readonly=True)
+    remote_addr = fields.Char("From", readonly=True)
+    query = fields.Json(readonly=True, help="Query parameters, signature masked")
+    body = fields.Text(readonly=True, help="Body as received (truncated)")
+
+    # -- handling -----------------------------------------------------------------------
+    @api.model
+    def _handle_call(self, query_string, body, content_type, remote_addr):
+        """Verify and apply one call; return ``(http_status, reply_bytes, content_type)``.
+
+        ``body`` is None for a GET and False for a body refused unread (too large)."""
+        query = dict(parse_qsl(query_string or "", keep_blank_values=True))
+        fmt = "xml" if query.get("format", "").lower() == "xml" else "json"
+        log = {
+            "query": {k: ("***" if k == "sign" else v) for k, v in query.items()},
+            "method": query.get("method"),
+            "remote_addr": remote_addr,
+            "body": (body or b"")[:LOGGED_BODY_CHARS].decode("utf-8", "replace"),
+        }
+        try:
+            if body is None:
+                raise InboundError(
+                    22, "isv.invalid-method", _("POST signed Qimen calls to this URL."), 405
+                )
+            if body is False:
+                raise InboundError(
+                    41, "isv.invalid-parameter", _("body larger than %s bytes", MAX_BODY_BYTES), 413
+                )
+            call = parse_call(query, body, content_type)
+            fmt = call.fmt
+            company = self._verify(call)
+            log.update(
+                company_id=company.id,
+                bill_code=call.params.get("orderBillCode"),
+                method=call.method,
+            )
+            try:
+                validate_params(call.params)
+            except QimenValidationError as exc:
+                raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
+            log["status"] = call.params["status"]
+            return self._apply(call, company, log, fmt)
+        except InboundError as exc:
+            log.update(
+                result="rejected", code=exc.code, message=exc.message, http_status=exc.http_status
+            )
+            self.create(log)
+            _logger.warning(
+                "Qimen callback from %s rejected: %s %s %s",
+                remote_addr,
+                exc.code,
+                exc.sub_code,
+                exc.message,
+            )
+            reply, ctype = error_reply(exc, fmt)
+            return exc.http_status, reply, ctype
+
+    def _verify(self, call):
+        """Authenticate the call: known app key and customerid, signature, timestamp.
+
+        Only configuration is read here, nothing of the orders."""
+        if call.method not in INBOUND_METHODS:
+            raise InboundError(22, "isv.invalid-method", _("Invalid method %s", call.method))
+        if not call.app_key:
+            raise InboundError(28, "isv.missing-app-key", _("Missing app key"), 403)
+        companies = (
+            self.env["res.company"]
+            .sudo()
+            .search([("qimen_enabled", "=", True), ("qimen_app_key", "=", call.app_key)])
+        )
+        if not companies:
+            raise InboundError(29, "isv.appkey-not-exists", _("Invalid app key"), 403)
+        company = self._receiving_company(companies, call.customerid)
+        check_signature(call, company._qimen_callback_secret())
+        check_timestamp(call, company.qimen_callback_max_skew or 600)
+        return company
+
+    def _receiving_company(self, companies, customerid):
+        if customerid:
+            shops = (
+                self.env["pos.config"]
+                .sudo()
+                .search(
+                    [("company_id", "in", companies.ids), ("qimen_customerid", "=", customerid)]
+                )
+            )
+            matching = shops.company_id | companies.filtered(
+                lambda c: c.qimen_customerid == customerid
+            )
+            if not matching:
+                raise InboundError(
+                    41,
+                    "isv.invalid-parameter:customerid",
+                    _("Unknown customerid %s", customerid),
+                    403,
+                )
+            companies = matching
+        if len(companies) > 1:
+            raise InboundError(
+                41,
+                "isv.invalid-parameter:customerid",
+                _("customerid is required to choose the company"),
+                400,
+            )
+        return companies
+
+    def _apply(self, call, company, log, fmt):
+        params = call.params
+        order, error = (
+            self.env["pos.order"].sudo()._qimen_find_by_bill_code(company, params["orderBillCode"])
+        )
+        if error:
+            return self._reply(log, fmt, "failed", error, order=order)
+        if self.search_count(
+            [
+                ("company_id", "=", company.id),
+                ("bill_code", "=", order.qimen_bill_code),
+                ("status", "=", params["status"]),
+                ("result", "=", "applied"),
+            ],
+            limit=1,
+        ):
+            return self._reply(log, fmt, "duplicate", _("Already applied"), order=order)
+        try:
+            with self.env.cr.savepoint():
+                order._qimen_apply_erp_update(params)
+        except QimenValidationError as exc:
+            return self._reply(log, fmt, "failed", str(exc), order=order)
+        except Exception:
+            _logger.exception("Qimen callback: could not apply %s", params.get("orderBillCode"))
+            return self._reply(
+                log,
+                fmt,
+                "failed",
+                _("Internal error, try again later"),
+                order=order,
+                code="15",
+                http_status=503,
+            )
+        return self._reply(log, fmt, "applied", "OK", order=order)
+
+    def _reply(self, log, fmt, result, message, order=None, code=None, http_status=200):
+        success = result in ("applied", "duplicate")
+        code = "1" if success else (code or "0")
+        self.create(
+            dict(
+                log,
+                result=result,
+                code=code,
+                message=message,
+                http_status=http_status,
+                order_id=order.id if order else False,
+            )
+        )
+        _logger.info("Qimen callback %s %s: %s", log.get("bill_code"), result, message)
+        reply, ctype = build_reply(success, message, fmt, code=code)
+        return http_status, reply, ctype
+
+    @api.autovacuum
+    def _gc_old_logs(self):
+        limit = fields.Datetime.now() - timedelta(days=KEEP_LOGS_DAYS)
+        self.search([("create_date", "<", limit)]).unlink()

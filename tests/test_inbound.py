@@ -1,0 +1,353 @@
+import json
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+from odoo.tests import HttpCase, tagged
+
+from ..qimen.responses import parse_reply
+from ..qimen.sandbox import build_push, push
+from ..qimen.signing import sign
+from ..qimen.timeutil import to_gmt8
+from ..qimen.xmlsafe import parse_xml
+from .common import APP_KEY, QimenPosCase
+
+CALLBACK_SECRET = "回调-callback-secret-7"
+ORDER_FIELDS = [
+    "state",
+    "qimen_erp_status",
+    "qimen_cancelled",
+    "qimen_void_reason",
+    "qimen_delivery",
+    "qimen_finished",
+    "qimen_shipping_sn",
+    "write_date",
+]
+
+
+@tagged("post_install", "-at_install")
+class TestInboundCallback(QimenPosCase, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.company.write({"qimen_callback_secret": CALLBACK_SECRET})
+        cls.Log = cls.env["qimen.callback.log"]
+
+    def setUp(self):
+        super().setUp()
+        self.order = self.paid_order()
+        self.bill = self.order.qimen_bill_code
+
+    # helpers ---------------------------------------------------------------------------
+    def call(
+        self,
+        params=None,
+        secret=CALLBACK_SECRET,
+        body_kind="json",
+        sign_method="md5",
+        query_changes=None,
+        body=None,
+        **kwargs,
+    ):
+        params = {"orderBillCode": self.bill, "status": "1"} if params is None else params
+        fmt = "xml" if body_kind == "xml" else "json"
+        query, raw, ctype = build_push(
+            params,
+            secret,
+            APP_KEY,
+            customerid="STORE_ERP_01",
+            sign_method=sign_method,
+            body_kind=body_kind,
+            fmt=fmt,
+            **kwargs,
+        )
+        changes = dict(query_changes or {})
+        forced_sign = changes.pop("sign", "keep")
+        if changes:  # signed like the gateway would sign the changed query
+            query.update(changes)
+            query = {k: v for k, v in query.items() if v is not None and k != "sign"}
+            signed_params = {**query, **params} if body_kind == "form" else query
+            query["sign"] = sign(
+                signed_params, secret, sign_method, None if body_kind == "form" else raw
+            )
+        if forced_sign != "keep":
+            query.pop("sign")
+        response = self.url_open(
+            "/qimen/callback?" + urlencode(query),
+            data=raw if body is None else body,
+            headers={"Content-Type": ctype},
+        )
+        return response, parse_reply(response.content, response.status_code)
+
+    def snapshot(self):
+        self.order.invalidate_recordset()
+        return self.order.read(ORDER_FIELDS)[0], len(self.order.message_ids)
+
+    def assert_rejected(self, response, reply, code, http_status, before):
+        self.assertEqual(response.status_code, http_status, response.text)
+        self.assertEqual((reply.flag, reply.code), ("failure", code), response.text)
+        self.assertFalse(response.headers["Content-Type"].startswith("text/html"))
+        self.assertEqual(self.snapshot(), before, "a rejected call writes nothing to the order")
+        log = self.Log.search([], limit=1)
+        self.assertEqual((log.result, log.code, log.http_status), ("rejected", code, http_status))
+        self.assertNotIn(CALLBACK_SECRET, json.dumps(log.read()[0], default=str))
+
+    # statuses --------------------------------------------------------------------------
+    def test_each_status_updates_the_order(self):
+        cases = [
+            (
+                {
+                    "status": "1",
+                    "confirm": "1",
+                    "confirmor": "ERP张三",
+                    "confirmDate": "2024-01-01 11:59:00",
+                },
+                {
+                    "qimen_confirm": "1",
+                    "qimen_confirmor": "ERP张三",
+                    "qimen_confirm_date": datetime(2024, 1, 1, 3, 59),
+                },
+            ),
+            (
+                {
+                    "status": "2",
+                    "deliveryDate": "2024-01-02 08:00:00",
+                    "shippingCode": "SF",
+                    "shippingSn": "SF1234567890",
+                    "fhck_code": "WH-01",
+                    "mx_list": [{"sku": "SKU-1", "goods_number": "2"}],
+                },
+                {
+                    "qimen_delivery": "1",
+                    "qimen_delivery_date": datetime(2024, 1, 2, 0, 0),
+                    "qimen_shipping_code": "SF",
+                    "qimen_shipping_sn": "SF1234567890",
+                },
+            ),
+            (
+                {"status": "4", "finishDate": "2024-01-03 20:00:00"},
+                {
+                    "qimen_finished": True,
+                    "qimen_confirm": "2",
+                    "qimen_finish_date": datetime(2024, 1, 3, 12, 0),
+                },
+            ),
+            ({"status": "5", "extendProps": '{"note": "其他"}'}, {}),
+        ]
+        for params, expected in cases:
+            with self.subTest(status=params["status"]):
+                response, reply = self.call(dict(params, orderBillCode=self.bill))
+                self.assertEqual(response.status_code, 200, response.text)
+                self.assertTrue(reply.ok, response.text)
+                self.assertEqual(reply.code, "1")
+                self.order.invalidate_recordset()
+                self.assertEqual(self.order.qimen_erp_status, params["status"])
+                for name, value in expected.items():
+                    self.assertEqual(self.order[name], value, name)
+                log = self.Log.search([], limit=1)
+                self.assertEqual(
+                    (log.result, log.order_id, log.status),
+                    ("applied", self.order, params["status"]),
+                )
+        self.assertIn(
+            "SF1234567890",
+            self.order.message_ids[0].body
+            + self.order.message_ids[1].body
+            + self.order.message_ids[2].body,
+        )
+        self.assertEqual(self.Job.search_count([("event", "=", "void")]), 0, "no echo")
+
+    def test_void_of_a_draft_cancels_it_without_echo(self):
+        draft = self.draft_order()
+        response, reply = self.call(
+            {
+                "orderBillCode": draft.qimen_bill_code,
+                "status": "3",
+                "canceler": "ERP李四",
+                "cancleDate": to_gmt8(datetime.now(timezone.utc)),
+                "zf_type": "0",
+                "zf_message": "不想买了",
+            }
+        )
+        self.assertTrue(reply.ok, response.text)
+        draft.invalidate_recordset()
+        self.assertEqual(draft.state, "cancel")
+        self.assertEqual(
+            (draft.qimen_void_type, draft.qimen_void_reason, draft.qimen_canceler),
+            ("0", "不想买了", "ERP李四"),
+        )
+        self.assertFalse(self.jobs(draft), "the ERP is not told what it just said")
+        self.assertIn("不想买了", draft.message_ids[0].body)
+
+    def test_void_of_a_paid_order_asks_the_manager(self):
+        response, reply = self.call(
+            {"orderBillCode": self.bill, "status": "3", "zf_type": "1", "zf_message": "缺货"}
+        )
+        self.assertTrue(reply.ok, response.text)
+        self.order.invalidate_recordset()
+        self.assertEqual(self.order.state, "paid", "Odoo cannot cancel a paid order")
+        self.assertTrue(self.order.qimen_cancelled)
+        activity = self.order.activity_ids
+        self.assertEqual(len(activity), 1)
+        self.assertIn("refund", activity.summary)
+        self.assertIn("缺货", str(activity.note))
+        self.assertTrue(activity.user_id.has_group("point_of_sale.group_pos_manager"))
+
+    def test_repeat_of_the_same_status_changes_nothing(self):
+        params = {"orderBillCode": self.bill, "status": "3", "zf_message": "第一次"}
+        self.assertTrue(self.call(params)[1].ok)
+        before = self.snapshot()
+        _response, reply = self.call(dict(params, zf_message="第二次"))
+        self.assertTrue(reply.ok)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(len(self.order.activity_ids), 1)
+        self.assertEqual(self.Log.search([], limit=1).result, "duplicate")
+
+    # formats and sign methods ----------------------------------------------------------
+    def test_bodies_and_sign_methods(self):
+        for body_kind in ("json", "xml", "form"):
+            for sign_method in ("md5", "hmac", "hmac-sha256"):
+                with self.subTest(body=body_kind, sign=sign_method):
+                    order = self.paid_order()
+                    response, reply = self.call(
+                        {"orderBillCode": order.qimen_bill_code, "status": "2"},
+                        body_kind=body_kind,
+                        sign_method=sign_method,
+                    )
+                    self.assertEqual(response.status_code, 200, response.text)
+                    self.assertTrue(reply.ok, response.text)
+                    order.invalidate_recordset()
+                    self.assertEqual(order.qimen_delivery, "1")
+                    if body_kind == "xml":
+                        root = parse_xml(response.content)
+                        self.assertEqual(root.tag, "response")
+                        self.assertEqual(root.findtext("code"), "1")
+                    else:
+                        self.assertEqual(response.json()["response"]["flag"], "success")
+
+    def test_variants_of_the_gateway(self):
+        response, reply = self.call(
+            {"orderBillCode": self.bill, "status": "2", "customerid": "STORE_ERP_01"},
+            method="taobao.pos.update.salesorder",
+            query_changes={"customerid": None, "target_appkey": None, "target_app_key": APP_KEY},
+        )
+        self.assertTrue(reply.ok, response.text)
+        response, reply = self.call(
+            {"orderBillCode": self.bill, "status": "1"}, method="qimen.taobao.pos.salesorder.update"
+        )
+        self.assertTrue(reply.ok, response.text)
+
+    def test_sandbox_drives_the_endpoint_end_to_end(self):
+        status, reply = push(
+            self.base_url() + "/qimen/callback",
+            {"orderBillCode": self.bill, "status": "4"},
+            CALLBACK_SECRET,
+            APP_KEY,
+            customerid="STORE_ERP_01",
+        )
+        self.assertEqual((status, reply.ok), (200, True))
+        self.order.invalidate_recordset()
+        self.assertTrue(self.order.qimen_finished)
+
+    # hostile and invalid input ---------------------------------------------------------
+    def test_rejections_write_nothing(self):
+        now = datetime.now(timezone.utc)
+        body = json.dumps({"orderBillCode": self.bill, "status": "3"}).encode()
+        cases = {
+            "wrong signature": ({"secret": "wrong"}, "25", 401),
+            "missing signature": ({"query_changes": {"sign": None}}, "24", 400),
+            "tampered body": ({"body": body}, "25", 401),
+            "stale timestamp": ({"timestamp": to_gmt8(now - timedelta(minutes=11))}, "31", 400),
+            "future timestamp": ({"timestamp": to_gmt8(now + timedelta(minutes=11))}, "31", 400),
+            "unknown app key": ({"query_changes": {"app_key": "nobody"}}, "29", 403),
+            "missing app key": ({"query_changes": {"app_key": None}}, "28", 403),
+            "unknown customerid": ({"query_changes": {"customerid": "ELSEWHERE"}}, "41", 403),
+            "unknown method": ({"method": "qimen.taobao.other.api"}, "22", 400),
+        }
+        for name, (kwargs, code, http_status) in cases.items():
+            with self.subTest(name):
+                before = self.snapshot()
+                params = {"orderBillCode": self.bill, "status": "3", "zf_message": "攻击"}
+                response, reply = self.call(params, **kwargs)
+                self.assert_rejected(response, reply, code, http_status, before)
+
+    def test_bad_values_are_rejected(self):
+        for params, field in (
+            ({"status": "9"}, "status"),
+            ({"status": "3", "zf_type": "7"}, "zf_type"),
+            ({"status": "2", "deliveryDate": "2024/01/01"}, "deliveryDate"),
+            ({"status": ""}, "status"),
+        ):
+            with self.subTest(field=field):
+                before = self.snapshot()
+                response, reply = self.call(dict(params, orderBillCode=self.bill))
+                self.assert_rejected(response, reply, "41", 400, before)
+                self.assertIn(field, reply.message)
+
+    def test_malformed_and_hostile_bodies(self):
+        xxe = (
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b"<request><orderBillCode>&x;</orderBillCode><status>3</status></request>"
+        )
+        laughs = (
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;">]>'
+            b"<request><status>&c;</status></request>"
+        )
+        for name, body, body_kind in (
+            ("malformed json", b'{"orderBillCode": "x",', "json"),
+            ("json array", b"[1, 2]", "json"),
+            ("malformed xml", b"<request><status>3</request>", "xml"),
+            ("xxe", xxe, "xml"),
+            ("billion laughs", laughs, "xml"),
+        ):
+            with self.subTest(name):
+                before = self.snapshot()
+                # signed over the hostile body: the parser, not the signature, refuses it
+                query, _raw, ctype = build_push(
+                    {},
+                    CALLBACK_SECRET,
+                    APP_KEY,
+                    customerid="STORE_ERP_01",
+                    body_kind=body_kind,
+                    fmt="xml" if body_kind == "xml" else "json",
+                )
+                query["sign"] = sign(
+                    {k: v for k, v in query.items() if k != "sign"}, CALLBACK_SECRET, "md5", body
+                )
+                response = self.url_open(
+                    "/qimen/callback?" + urlencode(query),
+                    data=body,
+                    headers={"Content-Type": ctype},
+                )
+                reply = parse_reply(response.content, response.status_code)
+                self.assert_rejected(response, reply, "41", 400, before)
+                self.assertNotIn(b"root:", response.content)
+
+    def test_oversized_body(self):
+        before = self.snapshot()
+        big = json.dumps(
+            {"orderBillCode": self.bill, "status": "3", "zf_message": "大" * 200_000}
+        ).encode()
+        response, reply = self.call(body=big)
+        self.assert_rejected(response, reply, "41", 413, before)
+
+    def test_unknown_order_and_other_company(self):
+        before = self.snapshot()
+        response, reply = self.call({"orderBillCode": "NO-SUCH-BILL", "status": "3"})
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual((reply.flag, reply.code), ("failure", "0"))
+        self.assertIn("NO-SUCH-BILL", reply.message)
+        self.assertEqual(self.Log.search([], limit=1).result, "failed")
+        other = self.env["res.company"].create({"name": "Other shop company"})
+        self.order.sudo().company_id = other  # same bill code, another company
+        response, reply = self.call({"orderBillCode": self.bill, "status": "3"})
+        self.assertEqual(reply.code, "0")
+        self.assertIn("not found", reply.message)
+        self.order.invalidate_recordset()
+        self.assertFalse(self.order.qimen_cancelled)
+        self.assertEqual(self.snapshot()[1], before[1])
+
+    def test_get_answers_in_qimen_format(self):
+        response = self.url_open("/qimen/callback?format=xml")
+        self.assertEqual(response.status_code, 405)
+        self.assertEqual(parse_xml(response.content).findtext("flag"), "failure")
