@@ -14,7 +14,11 @@
         "security/ir.model.access.csv",
         "security/pos_qimen_sync_security.xml",
         "data/ir_cron.xml",
+        "views/qimen_sync_job_views.xml",
+        "views/qimen_callback_log_views.xml",
+        "views/pos_order_views.xml",
+        "views/res_config_settings_views.xml",
+        "wizard/qimen_void_wizard_views.xml",
     ],
-    "installable": True,
-    "application": False,
+    "demo": ["demo/pos_qimen_sync_demo.xml"],
 }

@@ -5,3 +5,4 @@ from . import qimen_callback_log
 from . import pos_order
 from . import pos_session
 from . import stock_picking
+from . import res_config_settings

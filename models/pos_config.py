@@ -14,7 +14,7 @@ class PosConfig(models.Model):
     @api.constrains("qimen_customerid")
     def _check_qimen_customerid(self):
         for config in self:
-            check_customerid(config.qimen_customerid)
+            check_customerid(self.env, config.qimen_customerid)
 
     def _qimen_customerid(self):
         self.ensure_one()

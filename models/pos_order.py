@@ -3,7 +3,7 @@ import logging
 
 from markupsafe import Markup
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
 
@@ -27,6 +27,7 @@ class PosOrder(models.Model):
         help="Sent as orderBillCode; the POS reference unless the order came from the ERP.",
     )
     qimen_job_ids = fields.One2many("qimen.sync.job", "order_id", string="Sync Jobs")
+    qimen_callback_ids = fields.One2many("qimen.callback.log", "order_id", string="ERP Callbacks")
     qimen_sync_state = fields.Selection(
         [
             ("not_needed", "Not needed"),
@@ -177,7 +178,8 @@ class PosOrder(models.Model):
                     "qimen_canceler": self._qimen_cashier(),
                     "qimen_cancel_date": now,
                     "qimen_void_type": "0",
-                    "qimen_void_reason": original.qimen_void_reason or _("Returned: %s", self.name),
+                    "qimen_void_reason": original.qimen_void_reason
+                    or self.env._("Returned: %s", self.name),
                 }
             )
             original._qimen_enqueue("void")
@@ -242,9 +244,9 @@ class PosOrder(models.Model):
         problems = self.company_id._qimen_config_problems()
         customerid = self.config_id._qimen_customerid()
         if not customerid:
-            problems.append(_("customer ID (customerid) of the shop or company"))
+            problems.append(self.env._("customer ID (customerid) of the shop or company"))
         if problems:
-            self.qimen_config_error = _(
+            self.qimen_config_error = self.env._(
                 "Qimen sync is enabled but not configured: missing %s.", ", ".join(problems)
             )
             return self.env["qimen.sync.job"]
@@ -293,9 +295,9 @@ class PosOrder(models.Model):
             [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
         )
         if not orders:
-            return self, _("Order %s not found", bill_code)
+            return self, self.env._("Order %s not found", bill_code)
         if len(orders) > 1:
-            return self, _("Several orders have the bill code %s", bill_code)
+            return self, self.env._("Several orders have the bill code %s", bill_code)
         return orders, None
 
     def _qimen_apply_erp_update(self, params):
@@ -341,11 +343,11 @@ class PosOrder(models.Model):
             order.action_pos_order_cancel()
         elif status == "3" and self.state in ("paid", "done", "invoiced"):
             self._qimen_ask_manager(
-                _("Voided in the ERP: refund this order"),
-                _(
+                self.env._("Voided in the ERP: refund this order"),
+                self.env._(
                     "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a paid "
                     "order: refund it in the Point of Sale.",
-                    reason=params.get("zf_message") or _("no reason given"),
+                    reason=params.get("zf_message") or self.env._("no reason given"),
                 ),
             )
         self._qimen_post_erp_update(params)
@@ -358,9 +360,9 @@ class PosOrder(models.Model):
             if name not in ("orderBillCode", "status", "mx_list") and params[name]
         ]
         if params.get("mx_list"):
-            details.append(_("%s lines", len(params["mx_list"])))
+            details.append(self.env._("%s lines", len(params["mx_list"])))
         body = Markup("<p>%s</p><ul>%s</ul>") % (
-            _("The ERP reported this order as %s.", labels[params["status"]]),
+            self.env._("The ERP reported this order as %s.", labels[params["status"]]),
             Markup().join(Markup("<li>%s</li>") % line for line in details),
         )
         self.message_post(body=body, author_id=self.env.ref("base.partner_root").id)
@@ -371,15 +373,32 @@ class PosOrder(models.Model):
         managers = self.env.ref("point_of_sale.group_pos_manager").users.filtered(
             lambda u: self.company_id in u.company_ids and not u.share
         )
+        if self.activity_ids.filtered(lambda a: a.summary == summary):
+            return  # already asked, not again on every attempt or repeat
         user = managers.sorted("id")[:1] or self.user_id
         self.activity_schedule(
             "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
         )
 
     # -- actions -----------------------------------------------------------------------
+    def action_qimen_void(self):
+        """Open the void-reason wizard (cancels draft orders)."""
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Void with a Reason"),
+            "res_model": "qimen.void.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {
+                "active_model": "pos.order",
+                "active_ids": self.ids,
+                "default_void_type": self[:1].qimen_void_type or "1",
+            },
+        }
+
     def action_qimen_sync_now(self):
         """Send the order's waiting or failed updates now."""
         jobs = self.qimen_job_ids.filtered(lambda j: j.state in ("pending", "failed", "dead"))
         if not jobs:
-            raise UserError(_("There is no update of this order waiting to be sent."))
+            raise UserError(self.env._("There is no update of this order waiting to be sent."))
         return jobs.action_send_now()

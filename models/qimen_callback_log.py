@@ -1,8 +1,9 @@
+import json
 import logging
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 
 from ..qimen.const import INBOUND_METHODS
 from ..qimen.errors import QimenValidationError
@@ -64,6 +65,12 @@ class QimenCallbackLog(models.Model):
     remote_addr = fields.Char("From", readonly=True)
     query = fields.Json(readonly=True, help="Query parameters, signature masked")
     body = fields.Text(readonly=True, help="Body as received (truncated)")
+    query_text = fields.Text("Query Parameters", compute="_compute_query_text")
+
+    @api.depends("query")
+    def _compute_query_text(self):
+        for log in self:
+            log.query_text = json.dumps(log.query or {}, ensure_ascii=False, indent=2)
 
     # -- handling -----------------------------------------------------------------------
     @api.model
@@ -82,11 +89,17 @@ class QimenCallbackLog(models.Model):
         try:
             if body is None:
                 raise InboundError(
-                    22, "isv.invalid-method", _("POST signed Qimen calls to this URL."), 405
+                    22,
+                    "isv.invalid-method",
+                    self.env._("POST signed Qimen calls to this URL."),
+                    405,
                 )
             if body is False:
                 raise InboundError(
-                    41, "isv.invalid-parameter", _("body larger than %s bytes", MAX_BODY_BYTES), 413
+                    41,
+                    "isv.invalid-parameter",
+                    self.env._("body larger than %s bytes", MAX_BODY_BYTES),
+                    413,
                 )
             call = parse_call(query, body, content_type)
             fmt = call.fmt
@@ -122,16 +135,18 @@ class QimenCallbackLog(models.Model):
 
         Only configuration is read here, nothing of the orders."""
         if call.method not in INBOUND_METHODS:
-            raise InboundError(22, "isv.invalid-method", _("Invalid method %s", call.method))
+            raise InboundError(
+                22, "isv.invalid-method", self.env._("Invalid method %s", call.method)
+            )
         if not call.app_key:
-            raise InboundError(28, "isv.missing-app-key", _("Missing app key"), 403)
+            raise InboundError(28, "isv.missing-app-key", self.env._("Missing app key"), 403)
         companies = (
             self.env["res.company"]
             .sudo()
             .search([("qimen_enabled", "=", True), ("qimen_app_key", "=", call.app_key)])
         )
         if not companies:
-            raise InboundError(29, "isv.appkey-not-exists", _("Invalid app key"), 403)
+            raise InboundError(29, "isv.appkey-not-exists", self.env._("Invalid app key"), 403)
         company = self._receiving_company(companies, call.customerid)
         check_signature(call, company._qimen_callback_secret())
         check_timestamp(call, company.qimen_callback_max_skew or 600)
@@ -153,7 +168,7 @@ class QimenCallbackLog(models.Model):
                 raise InboundError(
                     41,
                     "isv.invalid-parameter:customerid",
-                    _("Unknown customerid %s", customerid),
+                    self.env._("Unknown customerid %s", customerid),
                     403,
                 )
             companies = matching
@@ -161,7 +176,7 @@ class QimenCallbackLog(models.Model):
             raise InboundError(
                 41,
                 "isv.invalid-parameter:customerid",
-                _("customerid is required to choose the company"),
+                self.env._("customerid is required to choose the company"),
                 400,
             )
         return companies
@@ -182,7 +197,7 @@ class QimenCallbackLog(models.Model):
             ],
             limit=1,
         ):
-            return self._reply(log, fmt, "duplicate", _("Already applied"), order=order)
+            return self._reply(log, fmt, "duplicate", self.env._("Already applied"), order=order)
         try:
             with self.env.cr.savepoint():
                 order._qimen_apply_erp_update(params)
@@ -194,7 +209,7 @@ class QimenCallbackLog(models.Model):
                 log,
                 fmt,
                 "failed",
-                _("Internal error, try again later"),
+                self.env._("Internal error, try again later"),
                 order=order,
                 code="15",
                 http_status=503,

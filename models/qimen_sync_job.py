@@ -4,7 +4,7 @@ import random
 import threading
 from datetime import timedelta
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
@@ -70,14 +70,29 @@ class QimenSyncJob(models.Model):
     date_done = fields.Datetime("Sent On", readonly=True)
     last_error = fields.Text(readonly=True)
     last_code = fields.Char("Last Reply Code", readonly=True)
-    last_request = fields.Json(readonly=True, help="Last request sent, signature masked")
+    last_request = fields.Json(
+        "Request Data", readonly=True, help="Last request sent, signature masked"
+    )
     last_reply = fields.Text(readonly=True)
+    payload_text = fields.Text("Parameters Sent", compute="_compute_texts")
+    last_request_text = fields.Text("Last Request", compute="_compute_texts")
+    dead_notified = fields.Boolean(readonly=True, copy=False)
 
     @api.depends("bill_code", "event")
     def _compute_name(self):
         labels = dict(self._fields["event"]._description_selection(self.env))
         for job in self:
             job.name = f"{job.bill_code} / {labels.get(job.event, '')}"
+
+    @api.depends("payload", "last_request")
+    def _compute_texts(self):
+        for job in self:
+            job.payload_text = json.dumps(job.payload or {}, ensure_ascii=False, indent=2)
+            job.last_request_text = (
+                json.dumps(job.last_request, ensure_ascii=False, indent=2)
+                if job.last_request
+                else False
+            )
 
     @api.depends("event")
     def _compute_status(self):
@@ -139,11 +154,14 @@ class QimenSyncJob(models.Model):
             self.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _due_query(self, ids=None):
-        """Due jobs whose earlier updates of the same order are all settled."""
+        """Due jobs whose earlier updates of the same order are all settled; a company
+        whose sync is disabled (or neutralized) sends nothing."""
         return SQL(
             """
             SELECT job.id FROM qimen_sync_job job
+              JOIN res_company company ON company.id = job.company_id
              WHERE job.state IN ('pending', 'failed')
+               AND company.qimen_enabled
                AND job.next_attempt <= %(now)s
                AND %(ids_filter)s
                AND NOT EXISTS (
@@ -190,7 +208,7 @@ class QimenSyncJob(models.Model):
         for job in stuck:
             job._record_outcome(
                 transient=True,
-                error=_("Interrupted while sending (the worker stopped); sent again."),
+                error=self.env._("Interrupted while sending (the worker stopped); sent again."),
             )
         return stuck
 
@@ -207,7 +225,7 @@ class QimenSyncJob(models.Model):
                 self._send()
         except Exception as exc:
             _logger.exception("Qimen sync: job %s failed unexpectedly", self.id)
-            self._record_outcome(transient=True, error=_("Unexpected error: %s", exc))
+            self._record_outcome(transient=True, error=self.env._("Unexpected error: %s", exc))
 
     def _send(self):
         """The network call of a job: the only place the dispatcher talks to the ERP."""
@@ -216,12 +234,14 @@ class QimenSyncJob(models.Model):
         if problems:
             return self._record_outcome(
                 transient=False,
-                error=_("Qimen sync is not configured: missing %s.", ", ".join(problems)),
+                error=self.env._("Qimen sync is not configured: missing %s.", ", ".join(problems)),
             )
         try:
             result = company._qimen_client().salesorder_update(self.payload)
         except QimenValidationError as exc:
-            return self._record_outcome(transient=False, error=_("Invalid parameter %s", exc))
+            return self._record_outcome(
+                transient=False, error=self.env._("Invalid parameter %s", exc)
+            )
         vals = {
             "last_request": result.request,
             "last_reply": result.reply_text,
@@ -252,10 +272,29 @@ class QimenSyncJob(models.Model):
         else:
             vals.update(state="dead", next_attempt=False)
             self.write(vals)
+            self._notify_dead()
         _logger.warning(
             "Qimen sync: job %s (%s) %s: %s", self.id, self.bill_code, vals["state"], error
         )
         return True
+
+    def _notify_dead(self):
+        """Tell the order's followers and a POS manager, once per job."""
+        for job in self.filtered(lambda j: j.order_id and not j.dead_notified):
+            order = job.order_id
+            order.message_post(
+                body=self.env._(
+                    "The ERP update %(job)s could not be sent: %(error)s",
+                    job=job.name,
+                    error=job.last_error,
+                ),
+                author_id=self.env.ref("base.partner_root").id,
+            )
+            order._qimen_ask_manager(
+                self.env._("ERP sync failed: fix and retry"),
+                self.env._("%(job)s: %(error)s", job=job.name, error=job.last_error),
+            )
+            job.dead_notified = True
 
     # -- actions --------------------------------------------------------------------
     def _check_not_superseded_by_newer(self):
@@ -306,12 +345,12 @@ class QimenSyncJob(models.Model):
         )
         blocked = self.filtered(lambda j: j.state == "sending")
         if blocked:
-            raise UserError(_("%s is being sent right now.", blocked[0].name))
+            raise UserError(self.env._("%s is being sent right now.", blocked[0].name))
         for job in todo:
             locked = self._lock_due(1, ids=job.ids)
             if not locked:
                 if job.state == "sending":
-                    raise UserError(_("%s is being sent right now.", job.name))
+                    raise UserError(self.env._("%s is being sent right now.", job.name))
                 continue  # an earlier update of the order is not settled
             locked._mark_sending()
             locked._send_safely()
@@ -333,6 +372,3 @@ class QimenSyncJob(models.Model):
             )
             if customerid and job.payload and job.payload.get("customerid") != customerid:
                 job.payload = dict(job.payload, customerid=customerid)
-
-    def _redacted_request_text(self):
-        return json.dumps(self.last_request or {}, ensure_ascii=False, indent=2)

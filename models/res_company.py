@@ -1,16 +1,17 @@
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..const import GATEWAY_PRESETS
 from ..qimen import QimenClient
-from ..qimen.const import CUSTOMERID_MAX_LENGTH
+from ..qimen.client import connection_verdict
+from ..qimen.const import CUSTOMERID_MAX_LENGTH, STATUS_CONFIRM
 
 
-def check_customerid(value):
+def check_customerid(env, value):
     """The routing parameter is at most 50 characters: refuse it, never truncate it."""
     if value and len(value) > CUSTOMERID_MAX_LENGTH:
         raise ValidationError(
-            _(
+            env._(
                 "The Qimen customer ID %(value)s is longer than %(max)s characters.",
                 value=value,
                 max=CUSTOMERID_MAX_LENGTH,
@@ -24,15 +25,14 @@ class ResCompany(models.Model):
     qimen_enabled = fields.Boolean("Qimen ERP Sync")
     qimen_gateway = fields.Selection(
         [("production", "Qimen production"), ("test", "Qimen test"), ("custom", "Custom URL")],
-        string="Qimen Gateway",
         default="production",
         required=True,
     )
     qimen_custom_url = fields.Char("Qimen Custom Gateway URL")
-    qimen_app_key = fields.Char("Qimen App Key")
-    qimen_app_secret = fields.Char("Qimen App Secret", groups="base.group_system", copy=False)
+    qimen_app_key = fields.Char()
+    qimen_app_secret = fields.Char(groups="base.group_system", copy=False)
     qimen_target_app_key = fields.Char(
-        "Qimen Target App Key", help="The ERP's app key (target_app_key) behind the gateway."
+        help="The ERP's app key (target_app_key) behind the gateway."
     )
     qimen_customerid = fields.Char(
         "Qimen Customer ID",
@@ -40,12 +40,11 @@ class ResCompany(models.Model):
     )
     qimen_sign_method = fields.Selection(
         [("md5", "MD5"), ("hmac", "HMAC-MD5"), ("hmac-sha256", "HMAC-SHA256")],
-        string="Qimen Sign Method",
         default="md5",
         required=True,
     )
     qimen_format = fields.Selection(
-        [("json", "JSON"), ("xml", "XML")], string="Qimen Format", default="json", required=True
+        [("json", "JSON"), ("xml", "XML")], default="json", required=True
     )
     qimen_connect_timeout = fields.Float("Qimen Connect Timeout (s)", default=5.0)
     qimen_read_timeout = fields.Float("Qimen Read Timeout (s)", default=15.0)
@@ -70,13 +69,7 @@ class ResCompany(models.Model):
         "return).",
     )
 
-    @api.constrains("qimen_customerid")
-    def _check_qimen_customerid(self):
-        for company in self:
-            check_customerid(company.qimen_customerid)
-
     qimen_callback_secret = fields.Char(
-        "Qimen Callback Secret",
         groups="base.group_system",
         copy=False,
         help="Secret the gateway signs its calls to this store with; empty: the app secret.",
@@ -87,25 +80,60 @@ class ResCompany(models.Model):
         help="Calls whose timestamp is further than this from now are refused.",
     )
 
+    @api.constrains("qimen_customerid")
+    def _check_qimen_customerid(self):
+        for company in self:
+            check_customerid(self.env, company.qimen_customerid)
+
     def _qimen_callback_secret(self):
         self.ensure_one()
         company = self.sudo()
         return company.qimen_callback_secret or company.qimen_app_secret or ""
 
     def _qimen_gateway_url(self):
+        """The gateway URL (the context may carry unsaved settings to show it)."""
         self.ensure_one()
-        if self.qimen_gateway == "custom":
-            return (self.qimen_custom_url or "").strip()
-        return GATEWAY_PRESETS[self.qimen_gateway]
+        gateway = self.env.context.get("qimen_gateway") or self.qimen_gateway
+        if gateway == "custom":
+            custom = self.env.context.get("qimen_custom_url", self.qimen_custom_url)
+            return (custom or "").strip()
+        return GATEWAY_PRESETS[gateway]
+
+    def _qimen_test_connection(self):
+        """One signed call that changes no real order: a confirmation of a bill code that
+        cannot exist. Return ``(verdict, detail)``, verdict one of accepted, rejected,
+        unreachable, incomplete."""
+        self.ensure_one()
+        problems = self._qimen_config_problems()
+        if problems:
+            return "incomplete", self.env._("Missing: %s.", ", ".join(problems))
+        values = {
+            "orderBillCode": "QIMEN-CONNECTION-TEST-%s"
+            % fields.Datetime.now().strftime("%Y%m%d%H%M%S"),
+            "status": STATUS_CONFIRM,
+            "customerid": self.qimen_customerid
+            or self.env["pos.config"]
+            .search([("company_id", "=", self.id), ("qimen_customerid", "!=", False)], limit=1)
+            .qimen_customerid
+            or "CONNECTION-TEST",
+            "confirm": "0",
+            "extendProps": {"connectionTest": True},
+        }
+        result = self._qimen_client().salesorder_update(values)
+        verdict = connection_verdict(result)
+        detail = result.describe() or self.env._("OK")
+        return verdict, self.env._(
+            "%(url)s answered: %(detail)s", url=self._qimen_gateway_url(), detail=detail
+        )
 
     def _qimen_config_problems(self):
         """What is missing for sending, as texts for the user (empty when complete)."""
         self.ensure_one()
         company = self.sudo()
         required = {
-            _("gateway URL"): company._qimen_gateway_url(),
-            _("app key"): company.qimen_app_key,
-            _("app secret"): company.qimen_app_secret,
+            self.env._("gateway URL"): company._qimen_gateway_url(),
+            self.env._("app key"): company.qimen_app_key,
+            self.env._("app secret"): company.qimen_app_secret,
         }
         return [label for label, value in required.items() if not value]
 

@@ -175,3 +175,24 @@ class QimenClient:
     def _clean(self, text):
         """Remove the secret and any signature from a text (URLs in exceptions)."""
         return _SIGN_IN_URL.sub(r"\1***", redact(text, [self._secret]))
+
+
+# Platform codes that mean the gateway refused who we are (not what we sent).
+_CREDENTIAL_CODES = frozenset({"24", "25", "26", "27", "28", "29", "30", "31"})
+UNREACHABLE = "unreachable"
+REJECTED = "rejected"
+ACCEPTED = "accepted"
+
+
+def connection_verdict(result):
+    """Tell apart, for a test call: the gateway cannot be reached (or answers garbage),
+    it refuses the credentials or signature, or it accepted the call (even when the ERP
+    then answered a business failure, since the gateway verified us to forward it)."""
+    sub_code = (result.sub_code or "").lower()
+    if result.code in _CREDENTIAL_CODES or any(
+        word in sub_code for word in ("signature", "appkey", "app-key", "session", "timestamp")
+    ):
+        return REJECTED
+    if result.ok or (result.permanent and result.code):
+        return ACCEPTED
+    return UNREACHABLE

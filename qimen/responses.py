@@ -83,6 +83,8 @@ def _load(text):
             root = parse_xml(stripped.encode("utf-8"))
         except QimenXMLError as exc:
             raise ValueError(str(exc)) from None
+        if str(root.tag).lower() == "html":
+            raise ValueError("an HTML page, not a Qimen reply")
         data = element_to_data(root)
         if not isinstance(data, dict):
             raise ValueError("XML reply has no fields")
@@ -122,7 +124,7 @@ def parse_reply(body, http_status=200):
             outcome = TRANSIENT
         return Reply(
             outcome=outcome,
-            message=f"unparsable reply ({exc})" if http_status < 400 else "",
+            message=f"unparsable reply ({exc})",
             http_status=http_status,
         )
     flag = _text(data.get("flag"))

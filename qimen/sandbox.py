@@ -1,3 +1,4 @@
+# pylint: disable=print-used
 """A local sandbox of the Qimen gateway and the ERP behind it, on a loopback port.
 
 It verifies each call's signature, timestamp and parameters like the gateway does,

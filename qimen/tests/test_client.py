@@ -8,7 +8,7 @@ import pytest
 import requests
 from conftest import APP_KEY, SECRET
 
-from qimen.client import QimenClient, SendResult, shared_session
+from qimen.client import QimenClient, SendResult, connection_verdict, shared_session
 from qimen.errors import QimenValidationError
 from qimen.sandbox import FAULT_KINDS
 from qimen.signing import verify
@@ -94,7 +94,7 @@ def test_validation_happens_before_sending(sandbox):
     [
         ("timeout", "transient", "timeout"),
         ("reset", "transient", "unreachable"),
-        ("http500", "transient", "HTTP 500"),
+        ("http500", "transient", "HTTP 500: unparsable reply (an HTML page, not a Qimen reply)"),
         ("garbage", "transient", "unparsable"),
         ("failure", "permanent", "code 0"),
         ("signature", "permanent", "code 25"),
@@ -192,3 +192,37 @@ class socket_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "verdict"),
+    [
+        (None, "accepted"),
+        ("failure", "accepted"),  # the ERP answered: the gateway verified and forwarded us
+        ("isv", "accepted"),
+        ("signature", "rejected"),
+        ("timeout", "unreachable"),
+        ("reset", "unreachable"),
+        ("http500", "unreachable"),
+        ("garbage", "unreachable"),
+        ("isp", "unreachable"),
+    ],
+)
+def test_connection_verdict(sandbox, fault, verdict):
+    if fault:
+        sandbox.add_fault(fault)
+    result = client(sandbox.url, read_timeout=0.3).salesorder_update(VALUES)
+    assert connection_verdict(result) == verdict
+
+
+def test_connection_verdict_on_wrong_credentials(sandbox):
+    assert (
+        connection_verdict(client(sandbox.url, secret="bad").salesorder_update(VALUES))
+        == "rejected"
+    )
+    unknown = QimenClient(sandbox.url, "unknown-app", SECRET)
+    assert connection_verdict(unknown.salesorder_update(VALUES)) == "rejected"
+    with socket_port() as port:
+        pass
+    closed = client(f"http://127.0.0.1:{port}/router/qm", connect_timeout=1)
+    assert connection_verdict(closed.salesorder_update(VALUES)) == "unreachable"

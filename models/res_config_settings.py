@@ -1,0 +1,73 @@
+from odoo import api, fields, models
+
+from ..controllers.main import CALLBACK_ROUTE
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    qimen_enabled = fields.Boolean(related="company_id.qimen_enabled", readonly=False)
+    qimen_gateway = fields.Selection(related="company_id.qimen_gateway", readonly=False)
+    qimen_custom_url = fields.Char(related="company_id.qimen_custom_url", readonly=False)
+    qimen_gateway_url = fields.Char("Gateway URL", compute="_compute_qimen_gateway_url")
+    qimen_app_key = fields.Char(related="company_id.qimen_app_key", readonly=False)
+    qimen_app_secret = fields.Char(
+        related="company_id.qimen_app_secret", readonly=False, groups="base.group_system"
+    )
+    qimen_target_app_key = fields.Char(related="company_id.qimen_target_app_key", readonly=False)
+    qimen_customerid = fields.Char(related="company_id.qimen_customerid", readonly=False)
+    qimen_sign_method = fields.Selection(related="company_id.qimen_sign_method", readonly=False)
+    qimen_format = fields.Selection(related="company_id.qimen_format", readonly=False)
+    qimen_connect_timeout = fields.Float(related="company_id.qimen_connect_timeout", readonly=False)
+    qimen_read_timeout = fields.Float(related="company_id.qimen_read_timeout", readonly=False)
+    qimen_max_attempts = fields.Integer(related="company_id.qimen_max_attempts", readonly=False)
+    qimen_pickup_on_paid = fields.Boolean(related="company_id.qimen_pickup_on_paid", readonly=False)
+    qimen_refund_policy = fields.Selection(related="company_id.qimen_refund_policy", readonly=False)
+    qimen_callback_secret = fields.Char(
+        related="company_id.qimen_callback_secret", readonly=False, groups="base.group_system"
+    )
+    qimen_callback_max_skew = fields.Integer(
+        related="company_id.qimen_callback_max_skew", readonly=False
+    )
+    qimen_callback_url = fields.Char("Callback URL", compute="_compute_qimen_callback_url")
+    pos_qimen_customerid = fields.Char(
+        related="pos_config_id.qimen_customerid", readonly=False, string="Shop Customer ID"
+    )
+
+    @api.depends("qimen_gateway", "qimen_custom_url")
+    def _compute_qimen_gateway_url(self):
+        for settings in self:
+            company = settings.company_id
+            settings.qimen_gateway_url = company.with_context(
+                qimen_gateway=settings.qimen_gateway, qimen_custom_url=settings.qimen_custom_url
+            )._qimen_gateway_url()
+
+    @api.depends("company_id")
+    def _compute_qimen_callback_url(self):
+        base_url = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for settings in self:
+            settings.qimen_callback_url = base_url.rstrip("/") + CALLBACK_ROUTE
+
+    def action_qimen_test_connection(self):
+        """Save the settings, then make one signed call with them."""
+        self.ensure_one()
+        self.execute()
+        verdict, detail = self.company_id._qimen_test_connection()
+        titles = {
+            "accepted": (self.env._("Reachable and accepted"), "success"),
+            "rejected": (self.env._("Credentials or signature rejected"), "danger"),
+            "unreachable": (self.env._("Gateway unreachable"), "warning"),
+            "incomplete": (self.env._("Settings incomplete"), "warning"),
+        }
+        title, kind = titles[verdict]
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": title,
+                "message": detail,
+                "type": kind,
+                "sticky": True,
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }

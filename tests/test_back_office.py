@@ -1,0 +1,262 @@
+from lxml import etree
+
+from odoo.exceptions import AccessError, UserError
+from odoo.modules.neutralize import get_neutralization_queries
+from odoo.tests import Form, new_test_user, tagged
+
+from .common import APP_SECRET, QimenPosCase
+
+
+@tagged("post_install", "-at_install")
+class TestBackOffice(QimenPosCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pos_user = new_test_user(
+            cls.env,
+            "qimen_pos_user",
+            groups="point_of_sale.group_pos_user",
+            company_id=cls.company.id,
+            company_ids=[(6, 0, cls.company.ids)],
+        )
+        cls.pos_manager = new_test_user(
+            cls.env,
+            "qimen_pos_manager",
+            groups="point_of_sale.group_pos_manager",
+            company_id=cls.company.id,
+            company_ids=[(6, 0, cls.company.ids)],
+        )
+
+    def arch(self, model, view_type):
+        views = self.env[model].get_views([(False, view_type)])
+        return etree.fromstring(views["views"][view_type]["arch"])
+
+    def test_views_and_actions_load(self):
+        form = self.arch("pos.order", "form")
+        for name in (
+            "qimen_sync_state",
+            "qimen_sync_attempts",
+            "qimen_last_sync",
+            "qimen_last_error",
+            "qimen_bill_code",
+            "qimen_erp_status",
+            "qimen_void_type",
+            "qimen_void_reason",
+            "qimen_shipping_code",
+            "qimen_shipping_sn",
+            "qimen_job_ids",
+            "qimen_callback_ids",
+        ):
+            self.assertTrue(form.xpath(f"//page[@name='qimen_sync']//field[@name='{name}']"), name)
+        self.assertTrue(form.xpath("//header/button[@name='action_qimen_sync_now']"))
+        self.assertTrue(form.xpath("//header/button[@name='action_qimen_void']"))
+        listing = self.arch("pos.order", "list")
+        column = listing.xpath("//field[@name='qimen_sync_state']")[0]
+        self.assertEqual((column.get("widget"), column.get("optional")), ("badge", "show"))
+        search = self.arch("pos.order", "search")
+        for name in (
+            "qimen_sync_failed",
+            "qimen_sync_pending",
+            "qimen_synced",
+            "group_qimen_sync_state",
+        ):
+            self.assertTrue(search.xpath(f"//filter[@name='{name}']"), name)
+        settings = self.arch("res.config.settings", "form")
+        block = settings.xpath("//block[@id='qimen_sync_section']")[0]
+        for name in (
+            "qimen_enabled",
+            "qimen_gateway",
+            "qimen_custom_url",
+            "qimen_app_key",
+            "qimen_app_secret",
+            "qimen_target_app_key",
+            "qimen_sign_method",
+            "qimen_format",
+            "qimen_connect_timeout",
+            "qimen_read_timeout",
+            "qimen_max_attempts",
+            "qimen_callback_secret",
+            "qimen_callback_max_skew",
+            "qimen_callback_url",
+            "pos_qimen_customerid",
+        ):
+            self.assertTrue(block.xpath(f".//field[@name='{name}']"), name)
+        self.assertEqual(
+            block.xpath(".//field[@name='qimen_app_secret']")[0].get("password"), "True"
+        )
+        for model in ("qimen.sync.job", "qimen.callback.log", "qimen.void.wizard"):
+            for view_type in ("form",) + (
+                ("list", "search") if model != "qimen.void.wizard" else ()
+            ):
+                self.arch(model, view_type)
+        jobs = self.arch("qimen.sync.job", "search")
+        for name in ("filter_pending", "filter_failed", "filter_dead", "group_state", "group_shop"):
+            self.assertTrue(jobs.xpath(f"//filter[@name='{name}']"), name)
+        job_list = self.arch("qimen.sync.job", "list")
+        self.assertEqual(job_list.xpath("//header/button/@name"), ["action_retry", "action_cancel"])
+        for xmlid in ("qimen_sync_job_action", "qimen_callback_log_action"):
+            action = self.env.ref(f"pos_qimen_sync.{xmlid}")
+            self.assertTrue(self.env[action.res_model].search_count([]) >= 0)
+        menu = self.env.ref("pos_qimen_sync.qimen_sync_job_menu")
+        self.assertEqual(menu.parent_id, self.env.ref("point_of_sale.menu_point_config_product"))
+
+    def test_settings_round_trip_per_company(self):
+        other = self.env["res.company"].create({"name": "Second Store Co"})
+        settings = (
+            self.env["res.config.settings"]
+            .with_company(self.company)
+            .create(
+                {
+                    "qimen_app_key": "key-A",
+                    "qimen_target_app_key": "erp-A",
+                    "qimen_sign_method": "hmac-sha256",
+                    "qimen_format": "xml",
+                    "qimen_max_attempts": 5,
+                    "qimen_callback_max_skew": 120,
+                    "qimen_app_secret": "secret-A",
+                    "qimen_refund_policy": "never",
+                    "pos_config_id": self.config.id,
+                    "pos_qimen_customerid": "SHOP-A",
+                }
+            )
+        )
+        settings.execute()
+        self.assertEqual(
+            (
+                self.company.qimen_app_key,
+                self.company.qimen_sign_method,
+                self.company.qimen_format,
+                self.company.qimen_max_attempts,
+                self.company.qimen_callback_max_skew,
+                self.company.qimen_app_secret,
+                self.company.qimen_refund_policy,
+            ),
+            ("key-A", "hmac-sha256", "xml", 5, 120, "secret-A", "never"),
+        )
+        self.assertEqual(self.config.qimen_customerid, "SHOP-A")
+        settings_b = (
+            self.env["res.config.settings"]
+            .with_company(other)
+            .create({"qimen_enabled": True, "qimen_app_key": "key-B", "qimen_gateway": "test"})
+        )
+        settings_b.execute()
+        self.assertEqual(other.qimen_app_key, "key-B")
+        self.assertEqual(self.company.qimen_app_key, "key-A", "the other company is untouched")
+        reread = self.env["res.config.settings"].with_company(other).create({})
+        self.assertEqual(
+            (reread.qimen_app_key, reread.qimen_gateway_url),
+            ("key-B", "https://qimen.api.taobao.com/router/qmtest"),
+        )
+        self.assertTrue(reread.qimen_callback_url.endswith("/qimen/callback"))
+
+    def _test_connection(self, **company_values):
+        self.company.write(company_values)
+        settings = self.env["res.config.settings"].with_company(self.company).create({})
+        return settings.action_qimen_test_connection()["params"]
+
+    def test_connection_three_outcomes(self):
+        params = self._test_connection()
+        self.assertEqual((params["type"], params["title"]), ("success", "Reachable and accepted"))
+        call = self.sandbox.calls("accepted")[0]
+        self.assertTrue(call.params["orderBillCode"].startswith("QIMEN-CONNECTION-TEST-"))
+        self.assertEqual(call.params["customerid"], "COMPANY_ERP")
+        self.assertFalse(self.Job.search([]), "no order job is created or changed")
+
+        params = self._test_connection(qimen_app_secret="not-the-secret")
+        self.assertEqual(
+            (params["type"], params["title"]), ("danger", "Credentials or signature rejected")
+        )
+        self.assertIn("Invalid signature", params["message"])
+
+        params = self._test_connection(
+            qimen_app_secret=APP_SECRET, qimen_custom_url="http://127.0.0.1:9/router/qm"
+        )
+        self.assertEqual((params["type"], params["title"]), ("warning", "Gateway unreachable"))
+        self.assertNotIn(APP_SECRET, params["message"])
+
+        params = self._test_connection(qimen_app_key=False)
+        self.assertEqual(params["title"], "Settings incomplete")
+
+    def test_void_wizard_values_reach_the_outbox(self):
+        order = self.draft_order()
+        action = order.action_qimen_void()
+        wizard = Form(self.env[action["res_model"]].with_context(**action["context"]))
+        wizard.void_type = "0"
+        wizard.reason = "  不想买了  "
+        wizard.save().action_void()
+        self.assertEqual(order.state, "cancel")
+        (job,) = self.jobs(order)
+        self.assertEqual((job.payload["zf_type"], job.payload["zf_message"]), ("0", "不想买了"))
+        paid = self.paid_order()
+        wizard = self.env["qimen.void.wizard"].create(
+            {"order_ids": paid.ids, "void_type": "1", "reason": "x"}
+        )
+        with self.assertRaisesRegex(UserError, "refund paid orders instead"):
+            wizard.action_void()
+
+    def test_pos_user_reads_status_not_secrets(self):
+        order = self.paid_order()
+        as_user = order.with_user(self.pos_user)
+        self.assertEqual(as_user.qimen_sync_state, "pending")
+        self.assertEqual(len(as_user.qimen_job_ids), 2)
+        with self.assertRaises(AccessError):
+            self.company.with_user(self.pos_user).read(["qimen_app_secret"])
+        with self.assertRaises(AccessError):
+            self.company.with_user(self.pos_manager).read(["qimen_callback_secret"])
+        with self.assertRaises(AccessError):
+            as_user.qimen_job_ids.with_user(self.pos_user).action_cancel()
+        as_user.qimen_job_ids.with_user(self.pos_manager).action_cancel()
+        self.assertEqual(set(order.qimen_job_ids.mapped("state")), {"cancelled"})
+        with self.assertRaises(AccessError):
+            as_user.qimen_job_ids.with_user(self.pos_user).action_retry()
+        as_user.qimen_job_ids.with_user(self.pos_manager).action_retry()
+        self.assertEqual(set(order.qimen_job_ids.mapped("state")), {"pending"})
+        self.assertNotIn(
+            "qimen_app_secret", self.env["res.company"].with_user(self.pos_manager).fields_get()
+        )
+
+    def test_users_do_not_see_another_companys_jobs(self):
+        other = self.env["res.company"].create({"name": "Other Co"})
+        foreign = self.Job.create(
+            {
+                "company_id": other.id,
+                "bill_code": "FOREIGN-1",
+                "event": "confirm",
+                "payload": {"orderBillCode": "FOREIGN-1"},
+            }
+        )
+        self.paid_order()
+        for user in (self.pos_user, self.pos_manager):
+            visible = self.Job.with_user(user).search([])
+            self.assertTrue(visible)
+            self.assertNotIn(foreign, visible)
+            with self.assertRaises(AccessError):
+                foreign.with_user(user).read(["bill_code"])
+
+    def test_dead_job_tells_the_order_once(self):
+        order = self.paid_order()
+        confirm = self.jobs(order)[0]
+        messages = len(order.message_ids)
+        self.sandbox.add_fault("isv")
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead")
+        self.assertEqual(len(order.message_ids), messages + 1)
+        self.assertIn("could not be sent", order.message_ids[0].body)
+        self.assertEqual(len(order.activity_ids), 1)
+        confirm.action_retry()
+        self.dispatch()
+        self.assertEqual(confirm.state, "dead")
+        self.assertEqual(len(order.message_ids), messages + 1, "not on every attempt")
+        self.assertEqual(len(order.activity_ids), 1)
+
+    def test_neutralize_disables_sending(self):
+        order = self.paid_order()
+        queries = list(get_neutralization_queries(["pos_qimen_sync"]))
+        self.assertTrue(any("qimen_enabled" in query for query in queries))
+        for query in queries:
+            self.env.cr.execute(query)
+        self.env.invalidate_all()
+        self.assertFalse(self.company.qimen_enabled)
+        self.dispatch()
+        self.assertFalse(self.sandbox.calls())
+        self.assertEqual(set(self.jobs(order).mapped("state")), {"pending"})

@@ -1,0 +1,1 @@
+from . import qimen_void_wizard

@@ -1,0 +1,41 @@
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+
+class QimenVoidWizard(models.TransientModel):
+    """Cancel draft orders from the back office with the void type and reason the ERP
+    receives (zf_type, zf_message)."""
+
+    _name = "qimen.void.wizard"
+    _description = "Void POS Orders with a Reason"
+
+    order_ids = fields.Many2many("pos.order", string="Orders", required=True)
+    void_type = fields.Selection(
+        [("0", "Customer return"), ("1", "Other reason")],
+        required=True,
+        default="1",
+    )
+    reason = fields.Char(required=True)
+
+    @api.model
+    def default_get(self, fields_list):
+        values = super().default_get(fields_list)
+        if "order_ids" in fields_list and self.env.context.get("active_model") == "pos.order":
+            values["order_ids"] = [(6, 0, self.env.context.get("active_ids", []))]
+        return values
+
+    def action_void(self):
+        self.ensure_one()
+        not_draft = self.order_ids.filtered(lambda o: o.state != "draft")
+        if not_draft:
+            raise UserError(
+                self.env._(
+                    "Only new (draft) orders can be voided; refund paid orders instead: %s",
+                    ", ".join(not_draft.mapped("name")),
+                )
+            )
+        self.order_ids.write(
+            {"qimen_void_type": self.void_type, "qimen_void_reason": self.reason.strip()}
+        )
+        self.order_ids.action_pos_order_cancel()
+        return {"type": "ir.actions.act_window_close"}
