@@ -72,16 +72,18 @@ pg_start() {
     as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U "$PG_ROLE" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_pg_user mkdir -p "$PG_SOCK"
   fi
+  PG_STARTED_HERE=
   if ! as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
     as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
       -o "-c listen_addresses='' -k $PG_SOCK -p $PG_PORT -c fsync=off -c full_page_writes=off" start >/dev/null
+    PG_STARTED_HERE=1
   fi
   export PGHOST=$PG_SOCK PGPORT=$PG_PORT PGUSER=$PG_ROLE
   PG_BIN=$bin
 }
 
-pg_stop() {
-  [ -n "${PG_BIN:-}" ] || return 0
+pg_stop() {  # only a server this script started: another command may be using it
+  [ -n "${PG_BIN:-}" ] && [ -n "${PG_STARTED_HERE:-}" ] || return 0
   as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
