@@ -14,7 +14,9 @@ class TestTranslations(TransactionCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.env["res.lang"]._activate_lang("zh_CN")
-        cls.env["ir.module.module"]._load_module_terms(["pos_qimen_sync"], ["zh_CN"], overwrite=True)
+        cls.env["ir.module.module"]._load_module_terms(
+            ["pos_qimen_sync"], ["zh_CN"], overwrite=True
+        )
 
     def test_pot_is_current(self):
         """Every term of the code, views and data is in the committed .pot, and no stale one."""
