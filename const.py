@@ -11,6 +11,16 @@ EVENT_STATUS = {
     "complete": STATUS_CONFIRM,
 }
 
+# Selections shared by several models (keys are the wire values).
+ERP_STATUS_SELECTION = [
+    ("1", "Confirmed"),
+    ("2", "Picked up"),
+    ("3", "Voided"),
+    ("4", "Finished"),
+    ("5", "Other"),
+]
+VOID_TYPE_SELECTION = [("0", "Customer return"), ("1", "Other reason")]
+
 # Order fields -> wire names they are sent as.
 ORDER_WIRE_FIELDS = {
     "qimen_confirm": "confirm",

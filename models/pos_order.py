@@ -7,7 +7,12 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
 
-from ..const import EVENT_STATUS, ORDER_WIRE_FIELDS
+from ..const import (
+    ERP_STATUS_SELECTION,
+    EVENT_STATUS,
+    ORDER_WIRE_FIELDS,
+    VOID_TYPE_SELECTION,
+)
 from ..qimen.timeutil import parse_gmt8_to_utc_naive, to_gmt8
 
 _logger = logging.getLogger(__name__)
@@ -51,13 +56,7 @@ class PosOrder(models.Model):
     )
     # What the ERP knows of the order: the fields of the Qimen APIs.
     qimen_erp_status = fields.Selection(
-        [
-            ("1", "Confirmed"),
-            ("2", "Picked up"),
-            ("3", "Voided"),
-            ("4", "Finished"),
-            ("5", "Other"),
-        ],
+        ERP_STATUS_SELECTION,
         string="ERP Status",
         copy=False,
         readonly=True,
@@ -82,9 +81,7 @@ class PosOrder(models.Model):
     qimen_finish_date = fields.Datetime("Finished On", copy=False, readonly=True)
     qimen_shipping_code = fields.Char("Courier Code", copy=False)
     qimen_shipping_sn = fields.Char("Tracking Number", copy=False)
-    qimen_void_type = fields.Selection(
-        [("0", "Customer return"), ("1", "Other reason")], string="Void Type", copy=False
-    )
+    qimen_void_type = fields.Selection(VOID_TYPE_SELECTION, string="Void Type", copy=False)
     qimen_void_reason = fields.Char("Void Reason", copy=False)
 
     @api.depends("pos_reference")

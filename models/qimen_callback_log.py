@@ -5,6 +5,7 @@ from urllib.parse import parse_qsl
 
 from odoo import api, fields, models
 
+from ..const import ERP_STATUS_SELECTION
 from ..qimen.const import INBOUND_METHODS
 from ..qimen.errors import QimenValidationError
 from ..qimen.inbound import (
@@ -38,13 +39,7 @@ class QimenCallbackLog(models.Model):
     method = fields.Char(readonly=True)
     bill_code = fields.Char(index=True, readonly=True)
     status = fields.Selection(
-        [
-            ("1", "Confirmed"),
-            ("2", "Picked up"),
-            ("3", "Voided"),
-            ("4", "Finished"),
-            ("5", "Other"),
-        ],
+        ERP_STATUS_SELECTION,
         string="ERP Status",
         readonly=True,
     )

@@ -16,13 +16,13 @@ from .const import (
     API_SALESORDER_UPDATE,
     API_UPDATE_SALESORDER,
     CODE_SUCCESS,
-    DATE_FIELDS,
     INBOUND_ENUMS,
     SALESORDER_UPDATE_FIELDS,
     SIGN_METHODS,
     UPDATE_SALESORDER_EXTRA_FIELDS,
 )
 from .errors import QimenValidationError, QimenXMLError
+from .request import check_enums_and_dates
 from .signing import verify
 from .timeutil import parse_gmt8
 from .xmlsafe import element_to_data, parse_xml, xml_document
@@ -222,19 +222,7 @@ def validate_params(params):
     for name in ("orderBillCode", "status"):
         if not params.get(name):
             raise QimenValidationError(name, "is required")
-    for name, allowed in INBOUND_ENUMS.items():
-        value = params.get(name)
-        if value not in (None, "") and value not in allowed:
-            raise QimenValidationError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
-    for name in DATE_FIELDS:
-        value = params.get(name)
-        if value:
-            try:
-                parse_gmt8(value)
-            except ValueError:
-                raise QimenValidationError(
-                    name, f"must be a date 'yyyy-MM-dd HH:mm:ss', got {value!r}"
-                ) from None
+    check_enums_and_dates(params, INBOUND_ENUMS)
 
 
 def build_reply(success, message, fmt="json", code=None, sub_code=None):

@@ -30,6 +30,24 @@ def _as_text(name, value):
     return text or None
 
 
+def check_enums_and_dates(params, enums):
+    """Raise :class:`QimenValidationError` for a value outside its enumeration or a date
+    not in ``yyyy-MM-dd HH:mm:ss``; empty values are not checked."""
+    for name, allowed in enums.items():
+        value = params.get(name)
+        if value not in (None, "") and value not in allowed:
+            raise QimenValidationError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+    for name in DATE_FIELDS:
+        value = params.get(name)
+        if value:
+            try:
+                parse_gmt8(value)
+            except ValueError:
+                raise QimenValidationError(
+                    name, f"must be a date 'yyyy-MM-dd HH:mm:ss', got {value!r}"
+                ) from None
+
+
 def validate_business_params(params, fields=SALESORDER_UPDATE_FIELDS, enums=OUTBOUND_ENUMS):
     """Raise :class:`QimenValidationError` naming the first invalid field."""
     for name in params:
@@ -38,19 +56,7 @@ def validate_business_params(params, fields=SALESORDER_UPDATE_FIELDS, enums=OUTB
     for name in REQUIRED_FIELDS:
         if not params.get(name):
             raise QimenValidationError(name, "is required")
-    for name, allowed in enums.items():
-        value = params.get(name)
-        if value is not None and value not in allowed:
-            raise QimenValidationError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
-    for name in DATE_FIELDS:
-        value = params.get(name)
-        if value is not None:
-            try:
-                parse_gmt8(value)
-            except ValueError:
-                raise QimenValidationError(
-                    name, f"must be a date 'yyyy-MM-dd HH:mm:ss', got {value!r}"
-                ) from None
+    check_enums_and_dates(params, enums)
     if len(params["customerid"]) > CUSTOMERID_MAX_LENGTH:
         raise QimenValidationError(
             "customerid", f"must be at most {CUSTOMERID_MAX_LENGTH} characters"

@@ -1,6 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..const import VOID_TYPE_SELECTION
+
 
 class QimenVoidWizard(models.TransientModel):
     """Cancel draft orders from the back office with the void type and reason the ERP
@@ -11,7 +13,7 @@ class QimenVoidWizard(models.TransientModel):
 
     order_ids = fields.Many2many("pos.order", string="Orders", required=True)
     void_type = fields.Selection(
-        [("0", "Customer return"), ("1", "Other reason")],
+        VOID_TYPE_SELECTION,
         required=True,
         default="1",
     )
