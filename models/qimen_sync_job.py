@@ -129,8 +129,18 @@ class QimenSyncJob(models.Model):
                 "payload": payload,
             }
         )
-        self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
+        self._trigger_dispatch()
         return job
+
+    def _trigger_dispatch(self):
+        """Have the dispatcher run as soon as this transaction commits: one cron trigger
+        per transaction, however many jobs it queues (a session close queues hundreds).
+        The trigger row commits or rolls back with the jobs; the flag lives in the
+        post-commit data, which only a commit or a rollback clears."""
+        flags = self.env.cr.postcommit.data
+        if not flags.get("qimen.dispatch_triggered"):
+            flags["qimen.dispatch_triggered"] = True
+            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
 
     # -- dispatching --------------------------------------------------------------------
     @api.model
@@ -328,12 +338,17 @@ class QimenSyncJob(models.Model):
         for job in jobs:
             job._refresh_routing()
         if jobs:
-            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
+            self._trigger_dispatch()
         return True
 
     def action_send_now(self):
         """Send now, through the same path as the cron; earlier updates of the same order
         go first. A job that the cron is sending is refused, never sent twice."""
+        disabled = self.company_id.filtered(lambda c: not c.qimen_enabled)
+        if disabled:
+            raise UserError(
+                self.env._("Qimen sync is disabled for %s.", ", ".join(disabled.mapped("name")))
+            )
         self.action_retry()
         todo = self.search(
             [

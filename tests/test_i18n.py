@@ -46,4 +46,6 @@ class TestTranslations(TransactionCase):
         self.assertIn(("dead", po["Dead"]), state["selection"])
         order_fields = env["pos.order"].fields_get(["qimen_void_type"])["qimen_void_type"]
         self.assertIn(("0", po["Customer return"]), order_fields["selection"])
-        self.assertEqual(env._("Order %s not found", "X"), po["Order %s not found"] % "X")
+        company = env["res.company"].browse(self.env.company.id)
+        _order, error = env["pos.order"]._qimen_find_by_bill_code(company, "NO-SUCH")
+        self.assertEqual(error, po["Order %s not found"] % "NO-SUCH")

@@ -388,6 +388,27 @@ class TestOutboundQueue(QimenPosCase):
         other.action_qimen_sync_now()
         self.assertEqual(job.state, "done")
 
+    def test_one_cron_trigger_per_transaction(self):
+        cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
+        before = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+        self.paid_order()
+        self.paid_order()  # same transaction: 4 jobs, one trigger
+        self.assertEqual(len(self.Job.search([])), 4)
+        new = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]) - before
+        self.assertEqual(len(new), 1)
+        self.assertLessEqual(new.call_at, fields.Datetime.now())
+        self.env.cr.postcommit.clear()  # what a commit or a rollback does
+        self.paid_order()
+        new = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]) - before
+        self.assertEqual(len(new), 2, "the next transaction triggers again")
+
+    def test_send_now_refuses_a_disabled_company(self):
+        order = self.paid_order()
+        self.company.qimen_enabled = False
+        with self.assertRaisesRegex(UserError, "disabled"):
+            self.jobs(order).action_send_now()
+        self.assertFalse(self.sandbox.calls())
+
     def test_retry_refreshes_the_routing_parameter(self):
         self.config.qimen_customerid = "OLD_TENANT"
         order = self.paid_order()
