@@ -16,7 +16,8 @@ fi
 say() { printf '== %s\n' "$*"; }
 
 odoo_available() {
-  "$PY" -c 'import sys, odoo.release as r; sys.exit(r.version_info[0] != 18)' 2>/dev/null
+  # importable with its dependencies (odoo.sql_db needs psycopg2), and version 18
+  "$PY" -c 'import sys, odoo.sql_db, odoo.release as r; sys.exit(r.version_info[0] != 18)' 2>/dev/null
 }
 
 pip_install() {  # install a requirements file when one of its modules is missing
