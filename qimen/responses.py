@@ -35,19 +35,6 @@ class Reply:
     def ok(self):
         return self.outcome == SUCCESS
 
-    def describe(self):
-        """One line for a user: code, sub code and message."""
-        parts = []
-        if self.http_status and self.http_status != 200:
-            parts.append(f"HTTP {self.http_status}")
-        if self.code:
-            parts.append(f"code {self.code}")
-        if self.sub_code:
-            parts.append(self.sub_code)
-        text = " ".join(parts)
-        message = "; ".join(m for m in (self.message, self.sub_message) if m)
-        return f"{text}: {message}" if text and message else (text or message)
-
 
 def _text(value):
     if value is None:
