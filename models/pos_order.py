@@ -6,6 +6,7 @@ from markupsafe import Markup
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
+from odoo.tools.sql import column_exists, create_column
 
 from ..const import (
     ERP_STATUS_SELECTION,
@@ -83,6 +84,24 @@ class PosOrder(models.Model):
     qimen_shipping_sn = fields.Char("Tracking Number", copy=False)
     qimen_void_type = fields.Selection(VOID_TYPE_SELECTION, string="Void Type", copy=False)
     qimen_void_reason = fields.Char("Void Reason", copy=False)
+
+    def _auto_init(self):
+        """Fill the new stored columns in SQL: computing them row by row would make the
+        installation crawl on a database with millions of orders."""
+        cr = self.env.cr
+        if not column_exists(cr, "pos_order", "qimen_bill_code"):
+            create_column(cr, "pos_order", "qimen_bill_code", "varchar")
+            cr.execute("UPDATE pos_order SET qimen_bill_code = pos_reference")
+        if not column_exists(cr, "pos_order", "qimen_sync_state"):
+            create_column(cr, "pos_order", "qimen_sync_state", "varchar")
+            cr.execute("UPDATE pos_order SET qimen_sync_state = 'not_needed'")
+            for name, sql_type in (
+                ("qimen_sync_attempts", "int4"),
+                ("qimen_last_sync", "timestamp"),
+                ("qimen_last_error", "text"),
+            ):
+                create_column(cr, "pos_order", name, sql_type)
+        return super()._auto_init()
 
     @api.depends("pos_reference")
     def _compute_qimen_bill_code(self):
@@ -249,13 +268,15 @@ class PosOrder(models.Model):
             return self.env["qimen.sync.job"]
         if self.qimen_config_error:
             self.qimen_config_error = False
+        if not self.qimen_bill_code:  # an order made in the back office has no POS reference
+            self.qimen_bill_code = self.pos_reference or self.name
         return self.env["qimen.sync.job"]._enqueue(self, event, self._qimen_payload(event))
 
     def _qimen_payload(self, event):
         """Every parameter of qimen.taobao.pos.salesorder.update for this order, now."""
         self.ensure_one()
         payload = {
-            "orderBillCode": self.qimen_bill_code or self.pos_reference or self.name,
+            "orderBillCode": self.qimen_bill_code,
             "status": EVENT_STATUS[event],
             "customerid": self.config_id._qimen_customerid(),
         }

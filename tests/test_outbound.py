@@ -90,6 +90,38 @@ class TestOutboundTransitions(QimenPosCase):
         self.assertEqual(order.state, "paid")
         self.assertEqual(self.jobs(order).mapped("event"), ["confirm", "pickup"])
 
+    def test_back_office_order_without_pos_reference(self):
+        if not self.config.current_session_id:
+            self.open_new_session()
+        order = self.env["pos.order"].create(
+            {
+                "session_id": self.config.current_session_id.id,
+                "lines": [
+                    (
+                        0,
+                        0,
+                        {
+                            "product_id": self.product1.id,
+                            "qty": 1,
+                            "price_unit": 10,
+                            "price_subtotal": 10,
+                            "price_subtotal_incl": 10,
+                        },
+                    )
+                ],
+                "amount_total": 10,
+                "amount_tax": 0,
+                "amount_paid": 0,
+                "amount_return": 0,
+            }
+        )
+        self.assertFalse(order.pos_reference)
+        self.make_payment(order, self.cash_pm1, 10)
+        self.assertEqual(order.qimen_bill_code, order.name)
+        self.assertEqual(self.jobs(order).mapped("bill_code"), [order.name, order.name])
+        found, error = self.env["pos.order"]._qimen_find_by_bill_code(self.company, order.name)
+        self.assertEqual((found, error), (order, None), "the ERP can call back about it")
+
     def test_cancelled_draft_is_voided_with_its_reason(self):
         order = self.draft_order()
         order.write({"qimen_void_type": "0", "qimen_void_reason": "不想买了"})
