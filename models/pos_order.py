@@ -109,7 +109,13 @@ class PosOrder(models.Model):
             if not order.qimen_bill_code:
                 order.qimen_bill_code = order.pos_reference or False
 
-    @api.depends("qimen_job_ids.state", "qimen_job_ids.attempts", "qimen_config_error")
+    @api.depends(
+        "qimen_job_ids.state",
+        "qimen_job_ids.attempts",
+        "qimen_job_ids.last_error",
+        "qimen_job_ids.date_done",
+        "qimen_config_error",
+    )
     def _compute_qimen_sync(self):
         for order in self:
             jobs = order.qimen_job_ids.filtered(
