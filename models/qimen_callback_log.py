@@ -1,11 +1,12 @@
 import json
 import logging
 from datetime import timedelta
-from urllib.parse import parse_qsl
+from urllib.parse import urlencode
 
 from odoo import api, fields, models
 
 from ..const import ERP_STATUS_SELECTION
+from ..qimen.client import redact_params
 from ..qimen.const import INBOUND_METHODS
 from ..qimen.errors import QimenValidationError
 from ..qimen.inbound import (
@@ -16,12 +17,23 @@ from ..qimen.inbound import (
     check_timestamp,
     error_reply,
     parse_call,
+    query_dict,
     validate_params,
 )
 
 _logger = logging.getLogger(__name__)
 LOGGED_BODY_CHARS = 4000
 KEEP_LOGS_DAYS = 90
+
+
+def _logged_body(body, content_type):
+    """The body as logged: truncated, and a form body's signature masked."""
+    if not body:
+        return ""
+    text = body[:LOGGED_BODY_CHARS].decode("utf-8", "replace")
+    if content_type == "application/x-www-form-urlencoded":
+        text = urlencode(redact_params(query_dict(text)))
+    return text
 
 
 class QimenCallbackLog(models.Model):
@@ -72,58 +84,64 @@ class QimenCallbackLog(models.Model):
     def _handle_call(self, query_string, body, content_type, remote_addr):
         """Verify and apply one call; return ``(http_status, reply_bytes, content_type)``.
 
-        ``body`` is None for a GET and False for a body refused unread (too large)."""
-        query = dict(parse_qsl(query_string or "", keep_blank_values=True))
+        ``body`` is None for a GET and False for a body refused unread (too large).
+        Whatever happens, the answer is a Qimen reply and the call is logged."""
+        query = query_dict(query_string or "")
         fmt = "xml" if query.get("format", "").lower() == "xml" else "json"
         log = {
-            "query": {k: ("***" if k == "sign" else v) for k, v in query.items()},
+            "query": redact_params(query),
             "method": query.get("method"),
             "remote_addr": remote_addr,
-            "body": (body or b"")[:LOGGED_BODY_CHARS].decode("utf-8", "replace"),
+            "body": _logged_body(body, content_type),
         }
         try:
-            if body is None:
-                raise InboundError(
-                    22,
-                    "isv.invalid-method",
-                    self.env._("POST signed Qimen calls to this URL."),
-                    405,
-                )
-            if body is False:
-                raise InboundError(
-                    41,
-                    "isv.invalid-parameter",
-                    self.env._("body larger than %s bytes", MAX_BODY_BYTES),
-                    413,
-                )
-            call = parse_call(query, body, content_type)
-            fmt = call.fmt
-            company = self._verify(call)
-            log.update(
-                company_id=company.id,
-                bill_code=call.params.get("orderBillCode"),
-                method=call.method,
-            )
-            try:
-                validate_params(call.params)
-            except QimenValidationError as exc:
-                raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
-            log["status"] = call.params["status"]
-            return self._apply(call, company, log, fmt)
+            return self._process(query, body, content_type, log)
         except InboundError as exc:
-            log.update(
-                result="rejected", code=exc.code, message=exc.message, http_status=exc.http_status
+            error, result = exc, "rejected"
+        except Exception:
+            _logger.exception("Qimen callback from %s: unexpected error", remote_addr)
+            error = InboundError(
+                15, "isp.internal-error", self.env._("Internal error, try again later"), 503
             )
-            self.create(log)
-            _logger.warning(
-                "Qimen callback from %s rejected: %s %s %s",
-                remote_addr,
-                exc.code,
-                exc.sub_code,
-                exc.message,
+            result = "failed"
+        log.update(
+            result=result, code=error.code, message=error.message, http_status=error.http_status
+        )
+        self.create(log)
+        _logger.warning(
+            "Qimen callback from %s %s: %s %s %s",
+            remote_addr,
+            result,
+            error.code,
+            error.sub_code,
+            error.message,
+        )
+        reply, ctype = error_reply(error, fmt)
+        return error.http_status, reply, ctype
+
+    def _process(self, query, body, content_type, log):
+        if body is None:
+            raise InboundError(
+                22, "isv.invalid-method", self.env._("POST signed Qimen calls to this URL."), 405
             )
-            reply, ctype = error_reply(exc, fmt)
-            return exc.http_status, reply, ctype
+        if body is False:
+            raise InboundError(
+                41,
+                "isv.invalid-parameter",
+                self.env._("body larger than %s bytes", MAX_BODY_BYTES),
+                413,
+            )
+        call = parse_call(query, body, content_type)
+        company = self._verify(call)
+        log.update(
+            company_id=company.id, bill_code=call.params.get("orderBillCode"), method=call.method
+        )
+        try:
+            validate_params(call.params)
+        except QimenValidationError as exc:
+            raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
+        log["status"] = call.params["status"]
+        return self._apply(call, company, log, call.fmt)
 
     def _verify(self, call):
         """Authenticate the call: known app key and customerid, signature, timestamp.
@@ -133,12 +151,13 @@ class QimenCallbackLog(models.Model):
             raise InboundError(
                 22, "isv.invalid-method", self.env._("Invalid method %s", call.method)
             )
-        if not call.app_key:
+        app_key = call.app_key or call.target_app_key  # both name the receiving app
+        if not app_key:
             raise InboundError(28, "isv.missing-app-key", self.env._("Missing app key"), 403)
         companies = (
             self.env["res.company"]
             .sudo()
-            .search([("qimen_enabled", "=", True), ("qimen_app_key", "=", call.app_key)])
+            .search([("qimen_enabled", "=", True), ("qimen_app_key", "=", app_key)])
         )
         if not companies:
             raise InboundError(29, "isv.appkey-not-exists", self.env._("Invalid app key"), 403)

@@ -81,7 +81,8 @@ def normalize_method(method):
     return method
 
 
-def _query_dict(query):
+def query_dict(query):
+    """A query string (or mapping) as a dict of strings."""
     if isinstance(query, (bytes, str)):
         text = query.decode("utf-8") if isinstance(query, bytes) else query
         return dict(parse_qsl(text, keep_blank_values=True))
@@ -97,7 +98,7 @@ def _parse_body(raw, content_type):
     if text_start == b"{" or "json" in content_type:
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise InboundError(41, "isv.invalid-parameter", f"malformed JSON body: {exc}") from None
         if not isinstance(data, dict):
             raise InboundError(41, "isv.invalid-parameter", "JSON body is not an object")
@@ -163,20 +164,32 @@ def parse_call(query, body, content_type="", max_bytes=MAX_BODY_BYTES):
         raw = raw.encode("utf-8")
     if len(raw) > max_bytes:
         raise InboundError(41, "isv.invalid-parameter", f"body larger than {max_bytes} bytes", 413)
-    query = _query_dict(query)
+    query = query_dict(query)
     kind, data = _parse_body(raw, content_type)
     form = data if kind == "form" else {}
     if kind == "form":
+        # What is signed must be exactly what is read: a name in both places is refused
+        # (else a signed form could be replayed with, say, a fresh timestamp in the query).
+        twice = sorted(set(data) & set(query))
+        if twice:
+            raise InboundError(
+                41, "isv.invalid-parameter", f"given both in the query and the body: {twice}"
+            )
+        data = dict(data)
         # system parameters may travel in the form body too (the .NET SDK does that)
-        data = {k: v for k, v in data.items() if k not in query}
-        for name in list(data):
-            if name not in INBOUND_FIELDS:
-                query.setdefault(name, data.pop(name))
-    fmt = (query.get("format") or kind if kind in ("json", "xml") else "json").lower()
+        for name in [name for name in data if name not in INBOUND_FIELDS]:
+            query[name] = data.pop(name)
+    try:
+        params = _stringify(data)
+    except QimenValidationError as exc:
+        raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
+    except RecursionError:
+        raise InboundError(41, "isv.invalid-parameter", "body nested too deeply") from None
+    fmt = (query.get("format") or (kind if kind in ("json", "xml") else "json")).lower()
     return InboundCall(
         method=normalize_method(query.get("method")),
         query=query,
-        params=_stringify(data),
+        params=params,
         fmt=fmt if fmt in ("json", "xml") else "json",
         raw_body=raw,
         body_kind=kind,
@@ -185,20 +198,19 @@ def parse_call(query, body, content_type="", max_bytes=MAX_BODY_BYTES):
 
 
 def check_signature(call, secret):
-    """Raise unless the call is signed with ``secret`` (query + raw body, or query +
-    form parameters for form bodies)."""
+    """Raise unless the call is signed with ``secret``: the query and the raw body, or
+    the query and the form fields for a form body (``sign`` itself is never signed)."""
     signature = call.query.get("sign", "")
     if not signature:
         raise InboundError(24, "isv.missing-signature", "Missing signature")
     method = call.sign_method
     if method not in SIGN_METHODS:
         raise InboundError(25, "isv.invalid-signature", f"unsupported sign_method {method}")
-    query = {k: v for k, v in call.query.items() if k != "sign"}
-    if call.body_kind == "form":
-        candidates = [({**query, **call.form}, None), (query, call.raw_body)]
+    if call.body_kind == "form":  # query and form names are disjoint (parse_call)
+        signed, body = {**call.query, **call.form}, None
     else:
-        candidates = [(query, call.raw_body or None)]
-    if not any(verify(p, secret, signature, method, body) for p, body in candidates):
+        signed, body = call.query, call.raw_body or None
+    if not verify(signed, secret, signature, method, body):
         raise InboundError(25, "isv.invalid-signature", "Invalid signature", 401)
 
 

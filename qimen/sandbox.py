@@ -22,14 +22,22 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from lxml import etree
 
+from .client import redact_params
 from .const import API_SALESORDER_UPDATE, API_UPDATE_SALESORDER
 from .errors import QimenValidationError
-from .inbound import InboundError, build_reply, check_signature, check_timestamp, parse_call
+from .inbound import (
+    InboundError,
+    build_reply,
+    check_signature,
+    check_timestamp,
+    parse_call,
+    query_dict,
+)
 from .request import validate_business_params
 from .responses import parse_reply
 from .signing import sign
@@ -213,7 +221,7 @@ class SandboxGateway:
             fmt = call.query.get("format", "json")
             self._check(call)
         except InboundError as exc:
-            query = _masked(parse_call_query(query_string))
+            query = redact_params(query_dict(query_string or ""))
             self._record(
                 Received(
                     query.get("method", ""), query, {}, "rejected", exc.code, exc.message, at=at
@@ -224,7 +232,7 @@ class SandboxGateway:
         bill_code = call.params.get("orderBillCode", "")
         fault = self._pick_fault(bill_code)
         received = Received(
-            call.method, _masked(call.query), call.params, "accepted", "1", "OK", at=at
+            call.method, redact_params(call.query), call.params, "accepted", "1", "OK", at=at
         )
         if fault:
             received.verdict, received.fault = "fault", fault
@@ -290,14 +298,6 @@ def _fault_response(kind, fmt):
         return 200, json.dumps(data).encode(), "application/json"
     body, ctype = build_reply(False, message, fmt, code)
     return 200, body, ctype
-
-
-def parse_call_query(query_string):
-    return dict(parse_qsl(query_string or "", keep_blank_values=True))
-
-
-def _masked(query):
-    return {k: ("***" if k == "sign" else v) for k, v in query.items()}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -259,7 +259,11 @@ class TestInboundCallback(QimenPosCase, HttpCase):
             "stale timestamp": ({"timestamp": to_gmt8(now - timedelta(minutes=11))}, "31", 400),
             "future timestamp": ({"timestamp": to_gmt8(now + timedelta(minutes=11))}, "31", 400),
             "unknown app key": ({"query_changes": {"app_key": "nobody"}}, "29", 403),
-            "missing app key": ({"query_changes": {"app_key": None}}, "28", 403),
+            "missing app key": (
+                {"query_changes": {"app_key": None, "target_appkey": None}},
+                "28",
+                403,
+            ),
             "unknown customerid": ({"query_changes": {"customerid": "ELSEWHERE"}}, "41", 403),
             "unknown method": ({"method": "qimen.taobao.other.api"}, "22", 400),
         }
@@ -299,6 +303,8 @@ class TestInboundCallback(QimenPosCase, HttpCase):
             ("malformed xml", b"<request><status>3</request>", "xml"),
             ("xxe", xxe, "xml"),
             ("billion laughs", laughs, "xml"),
+            ("bad mx_list", b'{"orderBillCode": "X", "status": "2", "mx_list": [1]}', "json"),
+            ("deep json", b"[" * 100_000, "json"),
         ):
             with self.subTest(name):
                 before = self.snapshot()
@@ -322,6 +328,28 @@ class TestInboundCallback(QimenPosCase, HttpCase):
                 reply = parse_reply(response.content, response.status_code)
                 self.assert_rejected(response, reply, "41", 400, before)
                 self.assertNotIn(b"root:", response.content)
+
+    def test_everything_in_a_form_and_the_signature_masked_in_the_log(self):
+        form = {
+            "method": "qimen.taobao.pos.update.salesorder",
+            "app_key": APP_KEY,
+            "customerid": "STORE_ERP_01",
+            "sign_method": "md5",
+            "format": "json",
+            "timestamp": to_gmt8(datetime.now(timezone.utc)),
+            "orderBillCode": self.bill,
+            "status": "2",
+            "shippingSn": "YT 123",
+        }
+        form["sign"] = sign(form, CALLBACK_SECRET)
+        response = self.url_open("/qimen/callback", data=form)  # form-encoded by requests
+        self.assertTrue(parse_reply(response.content).ok, response.text)
+        log = self.Log.search([], limit=1)
+        self.assertEqual(log.result, "applied")
+        self.assertNotIn(form["sign"], log.body)
+        self.assertIn("sign=%2A%2A%2A", log.body)
+        self.order.invalidate_recordset()
+        self.assertEqual(self.order.qimen_shipping_sn, "YT 123")
 
     def test_oversized_body(self):
         before = self.snapshot()

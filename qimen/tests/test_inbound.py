@@ -1,5 +1,7 @@
 import json
+import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
 
 import pytest
 from test_signing import GATEWAY_BODY, GATEWAY_QUERY
@@ -17,6 +19,7 @@ from qimen.inbound import (
     validate_params,
 )
 from qimen.sandbox import build_push
+from qimen.signing import sign
 from qimen.timeutil import to_gmt8
 
 SECRET = "回调-secret-1234"
@@ -100,8 +103,58 @@ def test_mx_list_json_and_xml():
         b"<request><mx_list><mx><sku>A</sku><goods_number>1</goods_number></mx></mx_list></request>",
     )
     assert one.params["mx_list"] == [{"sku": "A", "goods_number": "1"}]
-    with pytest.raises(QimenValidationError, match="mx_list"):
-        parse_call({}, b'{"mx_list": "not json"}')
+    for bad in (b'{"mx_list": "not json"}', b'{"mx_list": [1]}', b'{"mx_list": 3}'):
+        with pytest.raises(InboundError, match="mx_list") as info:
+            parse_call({}, bad)
+        assert info.value.sub_code == "isv.invalid-parameter:mx_list"
+
+
+def test_deeply_nested_bodies_are_refused():
+    for body in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        with pytest.raises(InboundError) as info:
+            parse_call({}, body, "application/json")
+        assert info.value.code == "41"
+
+
+def test_a_signed_form_cannot_be_replayed_with_a_fresh_query():
+    """All in the form (as the .NET SDK sends it), captured, and replayed with a new
+    timestamp in the query: the name given twice is refused before anything else."""
+    old = "2020-01-01 12:00:00"
+    form = {
+        "method": "qimen.taobao.pos.update.salesorder",
+        "app_key": "87654321",
+        "timestamp": old,
+        "sign_method": "md5",
+        **PARAMS,
+    }
+    form["sign"] = sign(form, SECRET)
+    raw = urlencode(form).encode()
+    call = parse_call({}, raw, "application/x-www-form-urlencoded")
+    check_signature(call, SECRET)  # the original verifies...
+    with pytest.raises(InboundError, match="more than 600s"):
+        check_timestamp(call, 600)  # ...but is stale
+    with pytest.raises(InboundError, match="given both in the query and the body") as info:
+        parse_call(
+            {"timestamp": to_gmt8(datetime.now(timezone.utc))},
+            raw,
+            "application/x-www-form-urlencoded",
+        )
+    assert info.value.code == "41"
+
+
+def test_form_encodings_and_format():
+    spaced = dict(PARAMS, zf_message="不想 买了")
+    query, body, ctype = signed("form", params=spaced)
+    # another encoder's choices: %20 for a space, lower-case hex
+    percent20 = re.sub(rb"%[0-9A-F]{2}", lambda m: m.group().lower(), body).replace(b"+", b"%20")
+    assert percent20 != body
+    call = parse_call(dict(query, format="xml"), percent20, ctype)
+    assert call.params["zf_message"] == "不想 买了"
+    assert call.fmt == "xml"
+    with pytest.raises(InboundError, match="Invalid signature"):
+        check_signature(call, SECRET)  # format=xml was added after signing
+    call = parse_call(query, percent20, ctype)
+    check_signature(call, SECRET)
 
 
 @pytest.mark.parametrize(
