@@ -1,6 +1,12 @@
 """Mappings between Odoo events and Qimen parameters (see README, status mapping)."""
 
-from .qimen.const import STATUS_CONFIRM, STATUS_PICKUP, STATUS_VOID
+from .qimen.const import (
+    GATEWAY_URL_PRODUCTION,
+    GATEWAY_URL_TEST,
+    STATUS_CONFIRM,
+    STATUS_PICKUP,
+    STATUS_VOID,
+)
 
 # Odoo event -> Qimen ``status`` of qimen.taobao.pos.salesorder.update. Completion has no
 # status of its own in the outbound API: it is a confirmation with confirm=2 (completed).
@@ -37,15 +43,14 @@ ORDER_WIRE_FIELDS = {
     "qimen_void_reason": "zf_message",
 }
 
-# Jobs in these states still have to go out, in order, per order.
-OPEN_JOB_STATES = ("pending", "sending", "failed")
+# An order's later updates wait while an earlier one is in one of these states: a dead
+# update holds them until it is retried (after a fix) or cancelled by an operator.
+BLOCKING_JOB_STATES = ("pending", "sending", "failed", "dead")
 
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX_SECONDS = 6 * 3600
 STUCK_SENDING_MINUTES = 15
 DISPATCH_BATCH = 50
+DISPATCH_SECONDS = 60  # a cron worker is killed at limit_time_real (120 s by default)
 
-GATEWAY_PRESETS = {
-    "production": "https://qimen.api.taobao.com/router/qm",
-    "test": "https://qimen.api.taobao.com/router/qmtest",
-}
+GATEWAY_PRESETS = {"production": GATEWAY_URL_PRODUCTION, "test": GATEWAY_URL_TEST}

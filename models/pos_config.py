@@ -16,6 +16,12 @@ class PosConfig(models.Model):
         for config in self:
             check_customerid(self.env, config.qimen_customerid)
 
+    def write(self, vals):
+        res = super().write(vals)
+        if vals.get("qimen_customerid"):
+            self.company_id._qimen_requeue_missed()
+        return res
+
     def _qimen_customerid(self):
         self.ensure_one()
         return self.qimen_customerid or self.company_id.qimen_customerid or ""

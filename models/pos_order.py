@@ -1,6 +1,8 @@
 import json
 import logging
+from datetime import datetime
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import api, fields, models
@@ -91,7 +93,12 @@ class PosOrder(models.Model):
         cr = self.env.cr
         if not column_exists(cr, "pos_order", "qimen_bill_code"):
             create_column(cr, "pos_order", "qimen_bill_code", "varchar")
-            cr.execute("UPDATE pos_order SET qimen_bill_code = pos_reference")
+            cr.execute(  # refunds copy the refunded order's reference: not theirs to send
+                """UPDATE pos_order SET qimen_bill_code = pos_reference
+                    WHERE NOT EXISTS (SELECT 1 FROM pos_order_line line
+                                       WHERE line.order_id = pos_order.id
+                                         AND line.refunded_orderline_id IS NOT NULL)"""
+            )
         if not column_exists(cr, "pos_order", "qimen_sync_state"):
             create_column(cr, "pos_order", "qimen_sync_state", "varchar")
             cr.execute("UPDATE pos_order SET qimen_sync_state = 'not_needed'")
@@ -154,10 +161,16 @@ class PosOrder(models.Model):
         return res
 
     def _qimen_safely(self, method, *args):
-        """Run a sync hook without ever breaking the POS transaction around it."""
+        """Run a sync hook without ever breaking the POS transaction around it.
+
+        Database errors (a serialization failure when the dispatcher updates the same rows)
+        are raised, as point_of_sale does: Odoo then retries the whole request, where
+        swallowing them would lose the update."""
         try:
             with self.env.cr.savepoint():
                 method(*args)
+        except psycopg2.DatabaseError:
+            raise
         except Exception:
             _logger.exception("Qimen sync: could not queue an update of %s", self.ids)
 
@@ -218,7 +231,10 @@ class PosOrder(models.Model):
     def _qimen_on_cancel(self):
         """A cancelled draft is voided in the ERP; an empty one never existed for it."""
         now = fields.Datetime.now()
-        for order in self.filtered(lambda o: o.lines and o.company_id.qimen_enabled):
+        orders = self.filtered(
+            lambda o: o.lines and not o.refunded_order_id and o.company_id.qimen_enabled
+        )  # a cancelled refund is no void of the order it refunds
+        for order in orders:
             order.write(
                 {
                     "qimen_cancelled": True,
@@ -245,7 +261,7 @@ class PosOrder(models.Model):
 
     def _qimen_on_picked_up(self, picking):
         self.ensure_one()
-        if not self.company_id.qimen_enabled or self.qimen_delivery == "1":
+        if not self.company_id.qimen_enabled or self.qimen_delivery == "1" or self.qimen_cancelled:
             return
         vals = {
             "qimen_delivery": "1",
@@ -404,6 +420,20 @@ class PosOrder(models.Model):
             "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
         )
 
+    def _qimen_requeue(self):
+        """Queue the updates an order missed while the sync settings were incomplete,
+        in the order they happened (the hooks record them on the order either way)."""
+        for order in self.filtered("qimen_config_error"):
+            happened = [
+                (order.qimen_confirm_date, "confirm", order.qimen_confirm in ("1", "2")),
+                (order.qimen_delivery_date, "pickup", order.qimen_delivery == "1"),
+                (order.qimen_cancel_date, "void", order.qimen_cancelled),
+                (order.qimen_finish_date, "complete", order.qimen_finished),
+            ]
+            for _date, event, done in sorted(happened, key=lambda h: h[0] or datetime.max):
+                if done:
+                    order._qimen_enqueue(event)
+
     # -- actions -----------------------------------------------------------------------
     def action_qimen_void(self):
         """Open the void-reason wizard (cancels draft orders)."""
@@ -421,8 +451,12 @@ class PosOrder(models.Model):
         }
 
     def action_qimen_sync_now(self):
-        """Send the order's waiting or failed updates now."""
+        """Queue the order's failed or missed updates and have them sent right away."""
+        self._qimen_requeue()
+        problems = self.filtered("qimen_config_error").mapped("qimen_config_error")
+        if problems:
+            raise UserError(problems[0])
         jobs = self.qimen_job_ids.filtered(lambda j: j.state in ("pending", "failed", "dead"))
         if not jobs:
             raise UserError(self.env._("There is no update of this order waiting to be sent."))
-        return jobs.action_send_now()
+        return jobs.action_retry()

@@ -2,6 +2,7 @@ import json
 import logging
 import random
 import threading
+import time
 from datetime import timedelta
 
 from odoo import api, fields, models
@@ -11,9 +12,10 @@ from odoo.tools import SQL
 from ..const import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_MAX_SECONDS,
+    BLOCKING_JOB_STATES,
     DISPATCH_BATCH,
+    DISPATCH_SECONDS,
     EVENT_STATUS,
-    OPEN_JOB_STATES,
     STUCK_SENDING_MINUTES,
 )
 from ..qimen import QimenValidationError
@@ -134,37 +136,44 @@ class QimenSyncJob(models.Model):
 
     def _trigger_dispatch(self):
         """Have the dispatcher run as soon as this transaction commits: one cron trigger
-        per transaction, however many jobs it queues (a session close queues hundreds).
-        The trigger row commits or rolls back with the jobs; the flag lives in the
-        post-commit data, which only a commit or a rollback clears."""
-        flags = self.env.cr.postcommit.data
-        if not flags.get("qimen.dispatch_triggered"):
-            flags["qimen.dispatch_triggered"] = True
-            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger()
+        per transaction however many jobs it queues (a session close queues hundreds).
+        The trigger row commits or rolls back with the jobs, so look for this
+        transaction's own row rather than keep a flag a savepoint rollback would miss."""
+        cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()
+        mine = [("cron_id", "=", cron.id), ("create_date", "=", self.env.cr.now())]
+        if not self.env["ir.cron.trigger"].sudo().search_count(mine, limit=1):
+            cron._trigger()
 
     # -- dispatching --------------------------------------------------------------------
     @api.model
-    def _cron_dispatch(self, batch_size=DISPATCH_BATCH):
-        """Send one batch of due jobs; the cron calls again while some remain."""
+    def _cron_dispatch(self, batch_size=DISPATCH_BATCH, time_budget=DISPATCH_SECONDS):
+        """Send due jobs one at a time until the batch or the time budget is used up (a
+        cron worker is killed past limit_time_real); the cron calls again while jobs
+        remain. Each job is marked sending and committed before its call, and its outcome
+        committed after, so a crash leaves at most one job to reclaim."""
         self._reclaim_stuck()
-        jobs = self._lock_due(batch_size)
-        jobs._mark_sending()  # the whole batch, before the commit releases the row locks
-        self._commit()
-        for job in jobs:
+        started, sent = time.monotonic(), 0
+        while sent < batch_size and time.monotonic() - started < time_budget:
+            job = self._lock_due()
+            if not job:
+                break
+            job._mark_sending()
+            self._commit()
             job._send_safely()
             self._commit()
-        remaining = len(self._due_ids(limit=None))
-        _logger.info("Qimen sync: sent %s jobs, %s due", len(jobs), remaining)
-        self.env["ir.cron"]._notify_progress(done=len(jobs), remaining=remaining)
-        return len(jobs)
+            sent += 1
+        remaining = len(self._due_ids())
+        _logger.info("Qimen sync: sent %s jobs, %s due", sent, remaining)
+        self.env["ir.cron"]._notify_progress(done=sent, remaining=remaining)
+        return sent
 
     def _commit(self):
         """Commit between jobs so that each outcome is kept, except in tests."""
         if not getattr(threading.current_thread(), "testing", False):
             self.env.cr.commit()  # pylint: disable=invalid-commit
 
-    def _due_query(self, ids=None):
-        """Due jobs whose earlier updates of the same order are all settled; a company
+    def _due_query(self):
+        """Due jobs with no earlier update of the same order still waiting; a company
         whose sync is disabled (or neutralized) sends nothing."""
         return SQL(
             """
@@ -173,34 +182,26 @@ class QimenSyncJob(models.Model):
              WHERE job.state IN ('pending', 'failed')
                AND company.qimen_enabled
                AND job.next_attempt <= %(now)s
-               AND %(ids_filter)s
                AND NOT EXISTS (
                    SELECT 1 FROM qimen_sync_job older
                     WHERE older.company_id = job.company_id
                       AND older.bill_code = job.bill_code
                       AND older.id < job.id
-                      AND older.state IN %(open)s)
+                      AND older.state IN %(blocking)s)
              ORDER BY job.id
             """,
             now=fields.Datetime.now(),
-            ids_filter=SQL("job.id IN %s", tuple(ids)) if ids else SQL("TRUE"),
-            open=OPEN_JOB_STATES,
+            blocking=BLOCKING_JOB_STATES,
         )
 
-    def _due_ids(self, limit):
-        query = self._due_query()
-        if limit:
-            query = SQL("%s LIMIT %s", query, limit)
-        self.env.cr.execute(query)
+    def _due_ids(self):
+        self.env.cr.execute(self._due_query())
         return [row[0] for row in self.env.cr.fetchall()]
 
-    def _lock_due(self, limit, ids=None):
-        """Lock due jobs, skipping those another worker holds."""
+    def _lock_due(self):
+        """Lock the first due job, skipping those another worker holds."""
         self.flush_model()
-        query = self._due_query(ids)
-        if limit:
-            query = SQL("%s LIMIT %s", query, limit)
-        self.env.cr.execute(SQL("%s FOR UPDATE OF job SKIP LOCKED", query))
+        self.env.cr.execute(SQL("%s LIMIT 1 FOR UPDATE OF job SKIP LOCKED", self._due_query()))
         return self.browse([row[0] for row in self.env.cr.fetchall()])
 
     def _reclaim_stuck(self):
@@ -308,23 +309,31 @@ class QimenSyncJob(models.Model):
 
     # -- actions --------------------------------------------------------------------
     def _check_not_superseded_by_newer(self):
-        """An update is not sent again once a newer one of the same order went out."""
+        """An update is not sent again once a newer one of the same order went out, or is
+        going out: each update carries the whole state of the order."""
         for job in self:
-            newer_done = self.search_count(
+            newer_out = self.search_count(
                 [
                     ("company_id", "=", job.company_id.id),
                     ("bill_code", "=", job.bill_code),
                     ("id", ">", job.id),
-                    ("state", "=", "done"),
+                    ("state", "in", ("done", "sending")),
                 ],
                 limit=1,
             )
-            if newer_done:
+            if newer_out:
                 job.write({"state": "superseded", "next_attempt": False})
         return self.filtered(lambda j: j.state != "superseded")
 
     def action_retry(self):
-        """Queue failed, dead or cancelled jobs again, with a fresh attempt budget."""
+        """Queue failed, dead or cancelled jobs again with a fresh attempt budget, and have
+        the dispatcher send them right after this transaction: the same path as the cron,
+        so a job the cron is sending is never sent twice."""
+        disabled = self.company_id.filtered(lambda c: not c.qimen_enabled)
+        if disabled:
+            raise UserError(
+                self.env._("Qimen sync is disabled for %s.", ", ".join(disabled.mapped("name")))
+            )
         jobs = self.filtered(lambda j: j.state in ("failed", "dead", "cancelled"))
         jobs = jobs._check_not_superseded_by_newer()
         jobs.write(
@@ -337,38 +346,8 @@ class QimenSyncJob(models.Model):
         )
         for job in jobs:
             job._refresh_routing()
-        if jobs:
+        if self.filtered(lambda j: j.state == "pending"):
             self._trigger_dispatch()
-        return True
-
-    def action_send_now(self):
-        """Send now, through the same path as the cron; earlier updates of the same order
-        go first. A job that the cron is sending is refused, never sent twice."""
-        disabled = self.company_id.filtered(lambda c: not c.qimen_enabled)
-        if disabled:
-            raise UserError(
-                self.env._("Qimen sync is disabled for %s.", ", ".join(disabled.mapped("name")))
-            )
-        self.action_retry()
-        todo = self.search(
-            [
-                ("company_id", "in", self.company_id.ids),
-                ("bill_code", "in", self.mapped("bill_code")),
-                ("state", "in", ("pending", "failed")),
-            ],
-            order="id",
-        )
-        blocked = self.filtered(lambda j: j.state == "sending")
-        if blocked:
-            raise UserError(self.env._("%s is being sent right now.", blocked[0].name))
-        for job in todo:
-            locked = self._lock_due(1, ids=job.ids)
-            if not locked:
-                if job.state == "sending":
-                    raise UserError(self.env._("%s is being sent right now.", job.name))
-                continue  # an earlier update of the order is not settled
-            locked._mark_sending()
-            locked._send_safely()
         return True
 
     def action_cancel(self):

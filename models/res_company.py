@@ -85,6 +85,20 @@ class ResCompany(models.Model):
         for company in self:
             check_customerid(self.env, company.qimen_customerid)
 
+    def write(self, vals):
+        res = super().write(vals)
+        if any(name.startswith("qimen_") for name in vals):
+            self._qimen_requeue_missed()
+        return res
+
+    def _qimen_requeue_missed(self):
+        """Once the settings are complete, queue what was missed while they were not."""
+        for company in self.filtered("qimen_enabled"):
+            if not company._qimen_config_problems():
+                self.env["pos.order"].sudo().search(
+                    [("company_id", "=", company.id), ("qimen_config_error", "!=", False)]
+                )._qimen_requeue()
+
     def _qimen_callback_secret(self):
         self.ensure_one()
         company = self.sudo()

@@ -137,7 +137,7 @@ class QimenClient:
             result = SendResult(TRANSIENT, message=self._clean(f"timeout: {exc}"))
         except requests.ConnectionError as exc:
             result = SendResult(TRANSIENT, message=self._clean(f"unreachable: {exc}"))
-        except requests.RequestException as exc:
+        except Exception as exc:  # noqa: BLE001 - anything else, redacted like the rest
             result = SendResult(TRANSIENT, message=self._clean(f"request failed: {exc}"))
         else:
             reply = parse_reply(response.content, response.status_code)

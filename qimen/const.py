@@ -47,8 +47,6 @@ UPDATE_SALESORDER_EXTRA_FIELDS = ("fhck_code", "mx_list")
 STATUS_CONFIRM = "1"
 STATUS_PICKUP = "2"
 STATUS_VOID = "3"
-STATUS_FINISHED = "4"  # inbound only
-STATUS_OTHER = "5"  # inbound only
 
 OUTBOUND_ENUMS = {
     "status": ("1", "2", "3"),
@@ -58,9 +56,6 @@ OUTBOUND_ENUMS = {
 }
 INBOUND_ENUMS = dict(OUTBOUND_ENUMS, status=("1", "2", "3", "4", "5"))
 CUSTOMERID_MAX_LENGTH = 50
-
-ZF_TYPE_CUSTOMER_RETURN = "0"
-ZF_TYPE_OTHER = "1"
 
 # Platform error codes (section 8 of the protocol notes).
 CODE_SUCCESS = "1"

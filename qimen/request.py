@@ -85,7 +85,6 @@ def system_params(
     sign_method="md5",
     fmt="json",
     timestamp=None,
-    extra=None,
 ):
     """System parameters of a call (without ``sign``); timestamp in GMT+8."""
     if not app_key:
@@ -104,7 +103,4 @@ def system_params(
     }
     if target_app_key:
         params["target_app_key"] = target_app_key
-    for name, value in (extra or {}).items():
-        if value not in (None, ""):
-            params[name] = value
     return params

@@ -105,14 +105,9 @@ def parse_reply(body, http_status=200):
     try:
         root, data = _load(text)
     except (ValueError, json.JSONDecodeError) as exc:
-        if http_status >= 400 and http_status not in (408, 429) and http_status < 500:
-            outcome = PERMANENT
-        else:
-            outcome = TRANSIENT
+        # unparsable: transient, whatever the HTTP status (protocol notes, section 8)
         return Reply(
-            outcome=outcome,
-            message=f"unparsable reply ({exc})",
-            http_status=http_status,
+            outcome=TRANSIENT, message=f"unparsable reply ({exc})", http_status=http_status
         )
     flag = _text(data.get("flag"))
     code = _text(data.get("code"))
@@ -124,8 +119,8 @@ def parse_reply(body, http_status=200):
     if not message and code in PLATFORM_CODE_MESSAGES and flag != "success":
         message = PLATFORM_CODE_MESSAGES[code]
     outcome = classify(flag, code, sub_code)
-    if not flag and not code:
-        outcome = TRANSIENT if http_status >= 500 or http_status == 429 else PERMANENT
+    if not flag and not code:  # not a Qimen reply: as good as unparsable
+        outcome = TRANSIENT
         message = message or "reply has neither flag nor code"
     if http_status >= 500 or http_status in (408, 429):
         if outcome != PERMANENT or not sub_code.lower().startswith("isv."):

@@ -2,6 +2,8 @@ import logging
 from datetime import timedelta
 from unittest.mock import patch
 
+import psycopg2
+
 from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
@@ -62,7 +64,8 @@ class TestOutboundTransitions(QimenPosCase):
         with patch.object(QimenClient, "_post", spy):
             self.dispatch()
         job = self.jobs(order)[0]
-        ((query, body),) = sent
+        self.assertEqual(len(sent), 2, "confirm, then pickup")
+        query, body = sent[0]
         signature = query.pop("sign")
         self.assertTrue(verify({**query, **body}, APP_SECRET, signature, "md5"))
         self.assertEqual(signature, sign({**query, **body}, APP_SECRET, "md5"))
@@ -322,15 +325,19 @@ class TestOutboundQueue(QimenPosCase):
         statuses = [c.params["status"] for c in self.sandbox.calls() if c.verdict == "accepted"]
         self.assertEqual(statuses, ["1", "2"])
 
-    def test_dead_update_is_superseded_once_a_newer_one_went_out(self):
+    def test_a_dead_update_holds_the_later_ones_of_its_order(self):
         order = self.paid_order()
         confirm, pickup = self.jobs(order)
-        self.sandbox.add_fault("isv", count=1)
+        other = self.paid_order()
+        self.sandbox.add_fault("isv", bill_codes=[order.qimen_bill_code], count=1)
         self.dispatch()
+        self.assertEqual((confirm.state, pickup.state), ("dead", "pending"))
+        self.assertEqual(set(self.jobs(other).mapped("state")), {"done"}, "other orders flow")
         self.dispatch()
-        self.assertEqual((confirm.state, pickup.state), ("dead", "done"))
-        confirm.action_retry()
-        self.assertEqual(confirm.state, "superseded")
+        self.assertEqual(pickup.state, "pending")
+        confirm.action_cancel()  # an operator decides to skip it
+        self.dispatch()
+        self.assertEqual(pickup.state, "done")
 
     def test_duplicates_are_not_enqueued(self):
         order = self.paid_order()
@@ -404,42 +411,147 @@ class TestOutboundQueue(QimenPosCase):
         self.dispatch()
         self.assertEqual(confirm.state, "done")
 
-    def test_send_now_uses_the_same_path_and_refuses_a_job_being_sent(self):
+    def test_sync_now_and_retry_go_through_the_dispatcher(self):
         order = self.paid_order()
         confirm, pickup = self.jobs(order)
-        pickup.action_send_now()  # the older confirm goes first
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
+        self.assertEqual((confirm.state, pickup.state), ("dead", "pending"))
+        sending = self.jobs(self.paid_order())[0]
+        sending.write({"state": "sending", "sending_since": fields.Datetime.now()})
+        (sending | confirm).action_retry()
+        self.assertEqual(sending.state, "sending", "a job being sent is left alone")
+        self.assertEqual(confirm.state, "pending")
+        calls = len(self.sandbox.calls())
+        self.assertEqual(calls, 1, "retry itself sends nothing: the dispatcher does")
+        self.dispatch()
         self.assertEqual((confirm.state, pickup.state), ("done", "done"))
-        self.assertEqual([c.params["status"] for c in self.sandbox.calls()], ["1", "2"])
+        sent = [
+            c.params["status"]
+            for c in self.sandbox.calls("accepted")
+            if c.params["orderBillCode"] == order.qimen_bill_code
+        ]
+        self.assertEqual(sent, ["1", "2"], "the older update first")
+        self.assertEqual(sending.state, "sending")
         other = self.paid_order()
-        job = self.jobs(other)[0]
-        job.write({"state": "sending", "sending_since": fields.Datetime.now()})
-        with self.assertRaisesRegex(UserError, "being sent"):
-            job.action_send_now()
-        self.assertEqual(len(self.sandbox.calls()), 2)
-        job.write({"state": "dead"})
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
         other.action_qimen_sync_now()
-        self.assertEqual(job.state, "done")
+        self.dispatch()
+        self.assertEqual(set(self.jobs(other).mapped("state")), {"done"})
+        with self.assertRaisesRegex(UserError, "nothing|no update"):
+            other.action_qimen_sync_now()
 
     def test_one_cron_trigger_per_transaction(self):
         cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
-        before = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+        Trigger = self.env["ir.cron.trigger"]
+        before = Trigger.search([("cron_id", "=", cron.id)])
         self.paid_order()
         self.paid_order()  # same transaction: 4 jobs, one trigger
         self.assertEqual(len(self.Job.search([])), 4)
-        new = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]) - before
+        new = Trigger.search([("cron_id", "=", cron.id)]) - before
         self.assertEqual(len(new), 1)
         self.assertLessEqual(new.call_at, fields.Datetime.now())
-        self.env.cr.postcommit.clear()  # what a commit or a rollback does
+        new.unlink()  # as if a savepoint holding it had been rolled back
         self.paid_order()
-        new = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]) - before
-        self.assertEqual(len(new), 2, "the next transaction triggers again")
+        self.assertEqual(
+            len(Trigger.search([("cron_id", "=", cron.id)]) - before),
+            1,
+            "queued again: triggered again",
+        )
 
-    def test_send_now_refuses_a_disabled_company(self):
+    def test_retry_refuses_a_disabled_company(self):
         order = self.paid_order()
+        self.sandbox.add_fault("isv", count=1)
+        self.dispatch()
         self.company.qimen_enabled = False
         with self.assertRaisesRegex(UserError, "disabled"):
-            self.jobs(order).action_send_now()
-        self.assertFalse(self.sandbox.calls())
+            self.jobs(order).action_retry()
+
+    def test_retry_is_superseded_once_a_newer_update_went_out(self):
+        for newer_state in ("done", "sending"):
+            order = self.paid_order()
+            confirm, pickup = self.jobs(order)
+            confirm.write({"state": "cancelled"})
+            pickup.write({"state": newer_state, "sending_since": fields.Datetime.now()})
+            confirm.action_retry()
+            self.assertEqual(confirm.state, "superseded", newer_state)
+
+    def test_missed_updates_are_queued_once_the_settings_are_complete(self):
+        self.company.qimen_app_secret = False
+        order = self.paid_order()
+        draft = self.draft_order()
+        draft.action_pos_order_cancel()
+        self.assertFalse(self.jobs(order) | self.jobs(draft))
+        self.assertTrue(order.qimen_config_error and draft.qimen_config_error)
+        self.company.qimen_app_secret = APP_SECRET  # what saving the settings does
+        self.assertEqual(self.jobs(order).mapped("event"), ["confirm", "pickup"])
+        self.assertEqual(self.jobs(draft).mapped("event"), ["void"])
+        self.assertFalse(order.qimen_config_error)
+        self.dispatch()
+        self.assertEqual(order.qimen_sync_state, "synced")
+
+    def test_missing_shop_customerid_is_caught_up_when_set(self):
+        self.company.qimen_customerid = False
+        self.config.qimen_customerid = False
+        order = self.paid_order()
+        self.assertIn("customer ID", order.qimen_config_error)
+        with self.assertRaisesRegex(UserError, "customer ID"):
+            order.action_qimen_sync_now()
+        self.config.qimen_customerid = "LATE_SHOP"
+        self.assertEqual(
+            [job.payload["customerid"] for job in self.jobs(order)], ["LATE_SHOP", "LATE_SHOP"]
+        )
+
+    def test_database_errors_are_raised_for_odoo_to_retry(self):
+        with (
+            patch.object(
+                type(self.Job),
+                "_enqueue",
+                side_effect=psycopg2.errors.SerializationFailure("conflict"),
+            ),
+            self.assertRaises(psycopg2.errors.SerializationFailure),
+        ):
+            self.paid_order()
+
+    def test_one_failing_order_does_not_cost_the_session_its_completions(self):
+        first, second = self.paid_order(), self.paid_order()
+        session = self.config.current_session_id
+        original = type(first)._qimen_on_session_closed
+
+        def close(orders):
+            if first in orders:
+                raise ValueError("broken order")
+            return original(orders)
+
+        with (
+            patch.object(type(first), "_qimen_on_session_closed", close),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order", logging.ERROR),
+        ):
+            session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))
+            session.close_session_from_ui()
+        self.assertNotIn("complete", self.jobs(first).mapped("event"))
+        self.assertIn("complete", self.jobs(second).mapped("event"))
+
+    def test_cancelling_a_refund_does_not_void_the_refunded_order(self):
+        order = self.paid_order()
+        refund = order._refund()
+        self.assertFalse(refund.qimen_bill_code)
+        refund.action_pos_order_cancel()
+        self.assertEqual(refund.state, "cancel")
+        self.assertNotIn("void", self.jobs(order).mapped("event"))
+        self.assertFalse(self.Job.search([("order_id", "=", refund.id)]))
+
+    def test_no_pickup_after_a_void(self):
+        later = self.draft_order(customer=self.customer)
+        later.shipping_date = fields.Date.today()
+        self.make_payment(later, self.cash_pm1, later.amount_total)
+        later.write({"qimen_cancelled": True})  # the ERP voided it meanwhile
+        picking = later.picking_ids
+        picking.move_ids.quantity = 1
+        picking.move_ids.picked = True
+        picking.button_validate()
+        self.assertNotIn("pickup", self.jobs(later).mapped("event"))
 
     def test_retry_refreshes_the_routing_parameter(self):
         self.config.qimen_customerid = "OLD_TENANT"

@@ -84,8 +84,9 @@ XML_ERROR = (
         (b"\x00\xff\xfe garbage", 200, TRANSIENT, "", ""),
         ("", 200, TRANSIENT, "", ""),
         ("[1, 2]", 200, TRANSIENT, "", ""),
-        ('{"foo":"bar"}', 200, PERMANENT, "", ""),
-        ("<html>Not Found</html>", 404, PERMANENT, "", ""),
+        ('{"foo":"bar"}', 200, TRANSIENT, "", ""),
+        ("<html>Not Found</html>", 404, TRANSIENT, "", ""),
+        ("Forbidden", 403, TRANSIENT, "", ""),
         ('{"response":{"flag":"success","code":"1"}}', 404, PERMANENT, "1", ""),
     ],
 )
