@@ -1,11 +1,15 @@
+import logging
 from urllib.parse import urlencode
 
 from odoo import http
 from odoo.http import request
 
+from ..qimen.client import MaskSignatures
 from ..qimen.inbound import MAX_BODY_BYTES
 
 CALLBACK_ROUTE = "/qimen/callback"
+# Odoo's access log prints each request line, query string and its sign included
+logging.getLogger("werkzeug").addFilter(MaskSignatures())
 
 
 class QimenCallbackController(http.Controller):

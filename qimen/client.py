@@ -35,6 +35,30 @@ def shared_session():
     return session
 
 
+def mask_signatures(text):
+    """Mask ``sign=<hex>`` in a text (a URL in a log line or an exception)."""
+    return _SIGN_IN_URL.sub(r"\1***", text)
+
+
+class MaskSignatures(logging.Filter):
+    """Mask signatures in the log records of a logger that prints request URLs (our
+    signature travels in the query string)."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        masked = mask_signatures(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+# urllib3 logs every request URL at DEBUG level
+logging.getLogger("urllib3.connectionpool").addFilter(MaskSignatures())
+
+
 def redact(text, secrets):
     """Replace every secret value in ``text`` by ``***``."""
     text = str(text)
@@ -174,7 +198,7 @@ class QimenClient:
 
     def _clean(self, text):
         """Remove the secret and any signature from a text (URLs in exceptions)."""
-        return _SIGN_IN_URL.sub(r"\1***", redact(text, [self._secret]))
+        return mask_signatures(redact(text, [self._secret]))
 
 
 # Platform codes that mean the gateway refused who we are (not what we sent).

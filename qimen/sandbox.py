@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from lxml import etree
 
-from .client import redact_params
+from .client import mask_signatures, redact_params
 from .const import API_SALESORDER_UPDATE, API_UPDATE_SALESORDER
 from .errors import QimenValidationError
 from .inbound import (
@@ -305,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
-        _logger.debug("sandbox: " + format, *args)
+        _logger.debug("sandbox: %s", mask_signatures(format % args))
 
     def _send(self, status, body, content_type):
         self.send_response(status)

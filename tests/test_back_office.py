@@ -94,9 +94,12 @@ class TestBackOffice(QimenPosCase):
             self.assertTrue(jobs.xpath(f"//filter[@name='{name}']"), name)
         job_list = self.arch("qimen.sync.job", "list")
         self.assertEqual(job_list.xpath("//header/button/@name"), ["action_retry", "action_cancel"])
-        for xmlid in ("qimen_sync_job_action", "qimen_callback_log_action"):
-            action = self.env.ref(f"pos_qimen_sync.{xmlid}")
-            self.assertTrue(self.env[action.res_model].search_count([]) >= 0)
+        for xmlid, model in (
+            ("qimen_sync_job_action", "qimen.sync.job"),
+            ("qimen_callback_log_action", "qimen.callback.log"),
+        ):
+            action = self.env["ir.actions.act_window"]._for_xml_id(f"pos_qimen_sync.{xmlid}")
+            self.assertEqual((action["res_model"], action["view_mode"]), (model, "list,form"))
         menu = self.env.ref("pos_qimen_sync.qimen_sync_job_menu")
         self.assertEqual(menu.parent_id, self.env.ref("point_of_sale.menu_point_config_product"))
 

@@ -1,4 +1,5 @@
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
@@ -374,6 +375,16 @@ class TestInboundCallback(QimenPosCase, HttpCase):
         self.order.invalidate_recordset()
         self.assertFalse(self.order.qimen_cancelled)
         self.assertEqual(self.snapshot()[1], before[1])
+
+    def test_access_log_masks_the_signature(self):
+        logger = logging.getLogger("werkzeug")  # Odoo's request log
+        line = "POST /qimen/callback?app_key=a&sign=72BDC161FB27F4D3B20CDCAE79433E17 HTTP/1.1"
+        record = logger.makeRecord(
+            "werkzeug", logging.INFO, __file__, 0, '%s - - "%s" %s', ("127.0.0.1", line, 200), None
+        )
+        self.assertTrue(logger.filter(record))  # the filters installed on the logger
+        self.assertIn("sign=*** HTTP/1.1", record.getMessage())
+        self.assertNotIn("72BDC161FB27", record.getMessage())
 
     def test_get_answers_in_qimen_format(self):
         response = self.url_open("/qimen/callback?format=xml")

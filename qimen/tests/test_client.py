@@ -142,10 +142,23 @@ def test_no_secret_or_signature_leaks(sandbox, caplog):
     caplog.set_level(logging.DEBUG)
     qc = client(sandbox.url, read_timeout=0.3)
     sandbox.add_fault("timeout", count=1)
-    results = [qc.salesorder_update(VALUES), qc.salesorder_update(VALUES)]
+    signatures = []
+    original = QimenClient._post
+
+    def spy(self, query, body):
+        signatures.append(query["sign"])
+        return original(self, query, body)
+
+    QimenClient._post = spy
+    try:
+        results = [qc.salesorder_update(VALUES), qc.salesorder_update(VALUES)]
+    finally:
+        QimenClient._post = original
+    assert len(signatures) == 2 and all(len(s) == 32 for s in signatures)
     texts = [caplog.text, repr(qc)] + [repr(r) for r in results]
     for text in texts:
         assert SECRET not in text
+        assert not any(signature in text for signature in signatures)
     assert all(r.request["query"]["sign"] == "***" for r in results)
 
 
