@@ -2,11 +2,17 @@
 
 System parameters go in the query string, business parameters form-encoded UTF-8 in
 the body, the signature covers both. Every failure becomes a :class:`SendResult`;
-secrets and signatures never appear in its text, logs or exceptions.
+secrets and signatures never appear in its text, logs or exceptions, and its texts are
+storable whatever bytes the gateway sent (no NUL).
+
+A call lasts at most :attr:`QimenClient.max_call_seconds`: the connect timeout, then the
+read timeout for the reply to start, then the rest of the read timeout for the body
+(a reply trickling in byte by byte is cut off), capped at :data:`MAX_REPLY_BYTES`.
 """
 
 import logging
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,13 +22,15 @@ import requests
 
 from .const import API_SALESORDER_UPDATE, SECRET_PARAMS
 from .request import build_salesorder_update, system_params
-from .responses import PERMANENT, SUCCESS, TRANSIENT, parse_reply
+from .responses import PERMANENT, SUCCESS, TRANSIENT, decode_reply, parse_reply
 from .signing import sign
+from .text import storable
 
 _logger = logging.getLogger(__name__)
 _local = threading.local()
 _SIGN_IN_URL = re.compile(r"(sign=)[0-9A-Fa-f]+")
 MAX_REPLY_CHARS = 4000
+MAX_REPLY_BYTES = 256 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
 
@@ -133,6 +141,14 @@ class QimenClient:
     def __repr__(self):
         return f"<QimenClient {self.url} app_key={self.app_key}>"
 
+    @property
+    def max_call_seconds(self):
+        """The longest one call can take: connect, then the reply's first bytes within the
+        read timeout, then the rest of the body within the read timeout again (the last
+        read may block up to the read timeout before the deadline is seen)."""
+        connect, read = self.timeout
+        return connect + 2 * read
+
     def prepare(self, method, business_params, timestamp=None):
         """Return ``(query, body)`` for a call; ``query`` carries ``sign``."""
         query = system_params(
@@ -156,7 +172,7 @@ class QimenClient:
         recorded = {"query": redact_params(query), "body": dict(body)}
         started = time.monotonic()
         try:
-            response = self._post(query, body)
+            http_status, content = self._post(query, body)
         except requests.Timeout as exc:
             result = SendResult(TRANSIENT, message=self._clean(f"timeout: {exc}"))
         except requests.ConnectionError as exc:
@@ -164,14 +180,14 @@ class QimenClient:
         except Exception as exc:  # noqa: BLE001 - anything else, redacted like the rest
             result = SendResult(TRANSIENT, message=self._clean(f"request failed: {exc}"))
         else:
-            reply = parse_reply(response.content, response.status_code)
+            reply = parse_reply(content, http_status)
             result = SendResult(
                 reply.outcome,
-                code=reply.code,
-                sub_code=reply.sub_code,
+                code=self._clean(reply.code),
+                sub_code=self._clean(reply.sub_code),
                 message=self._clean("; ".join(m for m in (reply.message, reply.sub_message) if m)),
-                http_status=response.status_code,
-                reply_text=self._clean(response.text[:MAX_REPLY_CHARS]),
+                http_status=http_status,
+                reply_text=self._clean(decode_reply(content)[:MAX_REPLY_CHARS]),
             )
         result.request = recorded
         result.elapsed = time.monotonic() - started
@@ -186,19 +202,62 @@ class QimenClient:
         return result
 
     def _post(self, query, body):
-        """The only place that talks to the network."""
+        """The only place that talks to the network: return ``(http_status, content)``."""
         session = self.session or shared_session()
-        return session.post(
+        deadline = time.monotonic() + sum(self.timeout)
+        response = session.post(
             self.url,
             params=query,
             data=urlencode(body, encoding="utf-8").encode("ascii"),
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             timeout=self.timeout,
+            stream=True,
         )
+        with response:
+            return response.status_code, _read_body(response, deadline, sum(self.timeout))
 
     def _clean(self, text):
-        """Remove the secret and any signature from a text (URLs in exceptions)."""
-        return mask_signatures(redact(text, [self._secret]))
+        """Remove the secret and any signature from a text (URLs in exceptions), and what
+        a database cannot store (NUL)."""
+        return storable(mask_signatures(redact(text, [self._secret])))
+
+
+def _read_body(response, deadline, budget):
+    """Read a streamed reply before ``deadline`` (monotonic) and within MAX_REPLY_BYTES.
+
+    Each socket read has the read timeout, so a reply trickling in byte by byte would never
+    time out: a timer shuts the socket down at the deadline, which ends the blocked read."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    cut = threading.Event()
+    timer = None
+    if sock is not None:
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, (sock, cut))
+        timer.daemon = True
+        timer.start()
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(16384):
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            chunks.append(chunk)
+    except (requests.RequestException, OSError):
+        if not cut.is_set():
+            raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if cut.is_set():
+        raise requests.Timeout(f"reply not complete within {budget:g}s")
+    return b"".join(chunks)
+
+
+def _cut(sock, cut):
+    cut.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
 
 
 # Platform codes that mean the gateway refused who we are (not what we sent).

@@ -44,7 +44,8 @@ def _text(value):
     return str(value).strip()
 
 
-def _decode(body):
+def decode_reply(body):
+    """A reply's text: UTF-8, else GB18030 (some ERPs), undecodable bytes replaced."""
     if isinstance(body, bytes):
         try:
             return body.decode("utf-8")
@@ -101,7 +102,7 @@ def classify(flag, code, sub_code):
 
 def parse_reply(body, http_status=200):
     """Parse a gateway reply of any shape and classify it."""
-    text = _decode(body)
+    text = decode_reply(body)
     try:
         root, data = _load(text)
     except (ValueError, json.JSONDecodeError) as exc:

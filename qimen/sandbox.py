@@ -48,6 +48,10 @@ _logger = logging.getLogger(__name__)
 
 FAULT_KINDS = {
     "timeout": "answer only after a delay longer than the client's read timeout",
+    "slow": "apply the call (accepted), but answer only after that delay: the caller times "
+    "out and sends it again",
+    "trickle": "answer success one byte at a time, slower than any read deadline",
+    "nul": "answer a failure whose message holds a NUL byte",
     "reset": "reset the TCP connection without answering",
     "http500": "answer HTTP 500 with an HTML page",
     "garbage": "answer HTTP 200 with a body that is neither JSON nor XML",
@@ -118,12 +122,14 @@ class SandboxGateway:
         timeout_delay=30.0,
         seed=None,
         quiet=True,
+        latency=0.0,
     ):
         self.apps = dict(apps or {"sandbox-app": "sandbox-secret"})
         self.host = host
         self.port = port
         self.max_skew = max_skew
         self.timeout_delay = timeout_delay
+        self.latency = latency
         self.quiet = quiet
         self.faults = []
         self.received = []
@@ -234,14 +240,16 @@ class SandboxGateway:
         received = Received(
             call.method, redact_params(call.query), call.params, "accepted", "1", "OK", at=at
         )
-        if fault:
+        if fault and fault not in ("slow", "trickle"):  # those reply late to an applied call
             received.verdict, received.fault = "fault", fault
             received.code, received.message = _FAULT_REPLIES.get(fault, ("", fault))[:2]
+        elif fault:
+            received.fault = fault
         self._record(received)
-        if fault:
+        if fault and fault not in ("slow", "trickle"):
             return (*_fault_response(fault, fmt), fault)
         reply, ctype = build_reply(True, "OK", fmt)
-        return 200, reply, ctype, None
+        return 200, reply, ctype, fault
 
     def _check(self, call):
         if not call.query.get("method"):
@@ -272,6 +280,8 @@ _FAULT_REPLIES = {
     "garbage": ("", "garbage body"),
     "timeout": ("", "no answer in time"),
     "reset": ("", "connection reset"),
+    "trickle": ("", "reply trickling in"),
+    "nul": ("0", "ERP\x00refused"),
 }
 
 
@@ -280,6 +290,12 @@ def _fault_response(kind, fmt):
         return 500, b"<html><body>502 Bad Gateway</body></html>", "text/html"
     if kind == "garbage":
         return 200, b"\x00\xffnot a qimen reply", "text/plain"
+    if kind == "nul":  # valid JSON whose message decodes to a NUL character
+        return (
+            200,
+            b'{"response":{"flag":"failure","code":"0","message":"ERP\\u0000refused"}}',
+            ("application/json"),
+        )
     code, message, *sub = _FAULT_REPLIES[kind]
     if sub:
         data = {
@@ -313,6 +329,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _trickle(self, status, body, content_type):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for index in range(len(body)):
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+                if self.sandbox._stopping.wait(0.2):
+                    return None
+        except OSError:  # the client gave up
+            self.close_connection = True
+        return None
 
     def _body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -353,8 +384,12 @@ class _Handler(BaseHTTPRequestHandler):
         status, reply, ctype, fault = self.sandbox.handle(
             split.query, body, self.headers.get("Content-Type", "")
         )
-        if fault == "timeout":
+        if self.sandbox.latency:
+            self.sandbox._stopping.wait(self.sandbox.latency)
+        if fault in ("timeout", "slow"):
             self.sandbox._stopping.wait(self.sandbox.timeout_delay)
+        if fault == "trickle":
+            return self._trickle(status, reply, ctype)
         if fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
@@ -466,6 +501,9 @@ def main(argv=None):
         help="kind[:rate][@BILL,...][#count], kinds: " + ", ".join(FAULT_KINDS),
     )
     serve.add_argument("--seed", type=int)
+    serve.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every answer (default 0)"
+    )
     pushp = sub.add_parser("push", help="send a signed qimen.taobao.pos.update.salesorder")
     pushp.add_argument("--url", required=True, help="the store's callback URL")
     pushp.add_argument("--secret", required=True, help="the store's callback secret")
@@ -496,6 +534,7 @@ def main(argv=None):
             args.timeout_delay,
             args.seed,
             quiet=False,
+            latency=args.latency,
         )
         for spec in args.fault:
             sandbox.add_fault(Fault.parse(spec))

@@ -52,6 +52,7 @@ class _Capture(requests.Session):
         response = requests.Response()
         response.status_code = 200
         response._content = b'{"response":{"flag":"success","code":"1","message":"OK"}}'
+        response._content_consumed = True  # as if read: iter_content serves _content
         return response
 
 
@@ -81,6 +82,8 @@ def test_wire_format():
     signature = query.pop("sign")
     assert verify({**query, **body}, SECRET, signature, "md5")
     assert kwargs["timeout"] == (2.0, 7.0)
+    assert kwargs["stream"] is True, "the body is read under the call's deadline"
+    assert qc.max_call_seconds == 16.0
 
 
 def test_validation_happens_before_sending(sandbox):
@@ -239,3 +242,46 @@ def test_connection_verdict_on_wrong_credentials(sandbox):
         pass
     closed = client(f"http://127.0.0.1:{port}/router/qm", connect_timeout=1)
     assert connection_verdict(closed.salesorder_update(VALUES)) == "unreachable"
+
+
+def test_slow_reply_is_a_transient_timeout_of_an_applied_call(sandbox):
+    sandbox.add_fault("slow", count=1)
+    result = client(sandbox.url, read_timeout=0.3).salesorder_update(VALUES)
+    assert result.transient and result.describe().startswith("timeout")
+    (call,) = sandbox.calls()
+    assert call.verdict == "accepted", "the ERP applied it: a resend is a duplicate"
+
+
+def test_a_trickling_reply_is_cut_at_the_call_deadline(sandbox):
+    sandbox.add_fault("trickle", count=1)
+    qc = client(sandbox.url, connect_timeout=0.5, read_timeout=0.5)
+    started = time.monotonic()
+    result = qc.salesorder_update(VALUES)
+    elapsed = time.monotonic() - started
+    assert result.transient and "not complete within" in result.describe()
+    assert elapsed <= qc.max_call_seconds, (elapsed, qc.max_call_seconds)
+
+
+class _Huge(requests.Session):
+    def send(self, request, **kwargs):
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"{" + b" " * (300 * 1024) + b"}"
+        response._content_consumed = True
+        return response
+
+
+def test_an_oversized_reply_is_refused():
+    result = client("https://qimen.example/router/qm", session=_Huge()).salesorder_update(VALUES)
+    assert result.transient
+    assert "larger than" in result.describe()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "nul"])
+def test_reply_texts_are_storable_whatever_bytes_came(sandbox, kind):
+    sandbox.add_fault(kind, count=1)
+    result = client(sandbox.url).salesorder_update(VALUES)
+    assert not result.ok
+    for text in (result.reply_text, result.describe(), result.message):
+        assert "\x00" not in text
+    assert "\\x00" in result.reply_text + result.describe()
