@@ -47,10 +47,22 @@ ORDER_WIRE_FIELDS = {
 # update holds them until it is retried (after a fix) or cancelled by an operator.
 BLOCKING_JOB_STATES = ("pending", "sending", "failed", "dead")
 
-BACKOFF_BASE_SECONDS = 60
-BACKOFF_MAX_SECONDS = 6 * 3600
-STUCK_SENDING_MINUTES = 15
-DISPATCH_BATCH = 50
-DISPATCH_SECONDS = 60  # a cron worker is killed at limit_time_real (120 s by default)
+FINISHED_JOB_STATES = ("done", "superseded", "cancelled")
+
+RETRY_BASE_SECONDS = (
+    60  # doubled on each attempt (system parameter pos_qimen_sync.retry_base_seconds)
+)
+RETRY_MAX_SECONDS = 6 * 3600
+# A claim's lease: the longest a call can take (client.max_call_seconds) plus this margin
+# for recording its outcome; a job still sending after its lease lost its sender.
+LEASE_MARGIN_SECONDS = 10
+# A cron run takes no job whose call could end after this share of limit_time_real,
+# counted from the start of the cron thread's pass; and takes jobs for at most this long.
+RUN_SHARE_OF_TIME_LIMIT = 0.75
+MAX_CONNECT_TIMEOUT = 10  # so that a call (connect + 2 x read) fits a cron run
+MAX_READ_TIMEOUT = 30
+MAX_CLAIM_SECONDS = 60
+GC_BATCH = 5000
+GC_SECONDS = 60
 
 GATEWAY_PRESETS = {"production": GATEWAY_URL_PRODUCTION, "test": GATEWAY_URL_TEST}

@@ -7,7 +7,8 @@ from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import float_compare
+from odoo.osv import expression
+from odoo.tools import SQL, float_compare
 from odoo.tools.sql import column_exists, create_column
 
 from ..const import (
@@ -36,6 +37,8 @@ class PosOrder(models.Model):
     )
     qimen_job_ids = fields.One2many("qimen.sync.job", "order_id", string="Sync Jobs")
     qimen_callback_ids = fields.One2many("qimen.callback.log", "order_id", string="ERP Callbacks")
+    # Computed from the jobs, never stored: the dispatcher must not write the pos_order
+    # rows that the till writes (a session closing rewrites every order of the session).
     qimen_sync_state = fields.Selection(
         [
             ("not_needed", "Not needed"),
@@ -45,12 +48,22 @@ class PosOrder(models.Model):
         ],
         string="ERP Sync",
         compute="_compute_qimen_sync",
-        store=True,
-        index=True,
+        search="_search_qimen_sync_state",
+        compute_sudo=True,
     )
-    qimen_sync_attempts = fields.Integer("Sync Attempts", compute="_compute_qimen_sync", store=True)
-    qimen_last_sync = fields.Datetime("Last Sync", compute="_compute_qimen_sync", store=True)
-    qimen_last_error = fields.Text("Last Sync Error", compute="_compute_qimen_sync", store=True)
+    qimen_sync_attempts = fields.Integer(
+        "Failed Attempts",
+        compute="_compute_qimen_sync",
+        compute_sudo=True,
+        help="Attempts that failed for the update this order waits on (0 when every update "
+        "was acknowledged).",
+    )
+    qimen_last_sync = fields.Datetime(
+        "Last Acknowledged", compute="_compute_qimen_sync", compute_sudo=True
+    )
+    qimen_last_error = fields.Text(
+        "Last Sync Error", compute="_compute_qimen_sync", compute_sudo=True
+    )
     qimen_config_error = fields.Char(
         "Sync Not Sent Because",
         copy=False,
@@ -99,15 +112,6 @@ class PosOrder(models.Model):
                                        WHERE line.order_id = pos_order.id
                                          AND line.refunded_orderline_id IS NOT NULL)"""
             )
-        if not column_exists(cr, "pos_order", "qimen_sync_state"):
-            create_column(cr, "pos_order", "qimen_sync_state", "varchar")
-            cr.execute("UPDATE pos_order SET qimen_sync_state = 'not_needed'")
-            for name, sql_type in (
-                ("qimen_sync_attempts", "int4"),
-                ("qimen_last_sync", "timestamp"),
-                ("qimen_last_error", "text"),
-            ):
-                create_column(cr, "pos_order", name, sql_type)
         return super()._auto_init()
 
     @api.depends("pos_reference")
@@ -128,26 +132,61 @@ class PosOrder(models.Model):
             jobs = order.qimen_job_ids.filtered(
                 lambda j: j.state not in ("superseded", "cancelled")
             ).sorted("id")
+            waiting = jobs.filtered(lambda j: j.state != "done")[:1]  # the head of its queue
             states = set(jobs.mapped("state"))
             if "dead" in states:
                 state = "failed"
-            elif states & {"pending", "sending", "failed"}:
+            elif waiting:
                 state = "pending"
             elif jobs:
                 state = "synced"
             else:
                 state = "failed" if order.qimen_config_error else "not_needed"
-            failing = jobs.filtered("last_error")[-1:]
             order.qimen_sync_state = state
-            order.qimen_sync_attempts = sum(jobs.mapped("attempts"))
+            order.qimen_sync_attempts = waiting.attempts - (waiting.state == "sending")
             order.qimen_last_sync = max(filter(None, jobs.mapped("date_done")), default=False)
             order.qimen_last_error = (
-                failing.last_error
-                if failing and failing.state != "done"
-                else order.qimen_config_error or False
+                waiting.last_error or (not jobs and order.qimen_config_error) or False
             )
 
-    # -- hooks: enqueue only, never raise ------------------------------------------------
+    def _search_qimen_sync_state(self, operator, value):
+        """The same rules as the compute, as subqueries on the jobs' partial indexes."""
+        if operator not in ("=", "!=", "in", "not in"):
+            raise UserError(self.env._("Unsupported search on the ERP sync state."))
+        states = {value} if isinstance(value, str) or not value else set(value)
+
+        def orders_with(job_states):
+            return SQL(
+                "(SELECT order_id FROM qimen_sync_job WHERE order_id IS NOT NULL AND state IN %s)",
+                tuple(job_states),
+            )
+
+        live = orders_with(("pending", "sending", "failed", "dead", "done"))
+        dead = orders_with(("dead",))
+        waiting = orders_with(("pending", "sending", "failed"))
+        domains = {
+            "failed": [
+                "|",
+                ("id", "in", dead),
+                "&",
+                ("qimen_config_error", "!=", False),
+                ("id", "not in", live),
+            ],
+            "pending": ["&", ("id", "in", waiting), ("id", "not in", dead)],
+            "synced": [
+                "&",
+                ("id", "in", live),
+                ("id", "not in", orders_with(("pending", "sending", "failed", "dead"))),
+            ],
+            "not_needed": ["&", ("id", "not in", live), ("qimen_config_error", "=", False)],
+        }
+        chosen = [domains[state] for state in states if state in domains]
+        domain = expression.OR(chosen) if chosen else expression.FALSE_DOMAIN
+        if operator in ("!=", "not in"):
+            return ["!", *expression.normalize_domain(domain)]
+        return domain
+
+    # -- hooks: enqueue only, never raise ----------------------------------------------
     def _process_saved_order(self, draft):
         order_id = super()._process_saved_order(draft)
         if not draft:
@@ -163,16 +202,16 @@ class PosOrder(models.Model):
     def _qimen_safely(self, method, *args):
         """Run a sync hook without ever breaking the POS transaction around it.
 
-        Database errors (a serialization failure when the dispatcher updates the same rows)
-        are raised, as point_of_sale does: Odoo then retries the whole request, where
-        swallowing them would lose the update."""
+        A hook computes in Python, then writes once: a Python error (logged) leaves
+        nothing half done, so no savepoint is needed on the cashier's path. Database
+        errors (a serialization failure) are raised, as point_of_sale does: Odoo then
+        retries the whole request, where swallowing them would lose the update."""
         try:
-            with self.env.cr.savepoint():
-                method(*args)
+            method(*args)
         except psycopg2.DatabaseError:
             raise
         except Exception:
-            _logger.exception("Qimen sync: could not queue an update of %s", self.ids)
+            _logger.exception("Qimen sync: could not queue an update of %s", self.ids[:20])
 
     def _qimen_cashier(self):
         self.ensure_one()
@@ -181,9 +220,10 @@ class PosOrder(models.Model):
 
     def _qimen_on_paid(self):
         now = fields.Datetime.now()
-        for order in self.filtered(lambda o: o.state in ("paid", "done", "invoiced")):
-            if not order.company_id.qimen_enabled:
-                continue
+        snapshots = []
+        for order in self.filtered(
+            lambda o: o.state in ("paid", "done", "invoiced") and o.company_id.qimen_enabled
+        ):
             if order.refunded_order_id:
                 order._qimen_on_refund(now)
                 continue
@@ -194,14 +234,16 @@ class PosOrder(models.Model):
                     "qimen_confirm_date": now,
                 }
             )
-            order._qimen_enqueue("confirm")
+            snapshots.append(order._qimen_snapshot("confirm"))
             if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
                 order.write({"qimen_delivery": "1", "qimen_delivery_date": now})
-                order._qimen_enqueue("pickup")
+                snapshots.append(order._qimen_snapshot("pickup"))
+        self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
 
     def _qimen_on_refund(self, now):
         """A paid refund may void the order it refunds (customer return)."""
         policy = self.company_id.qimen_refund_policy
+        voided = self.browse()
         for original in self.refunded_order_id:
             if policy == "never" or original.qimen_cancelled:
                 continue
@@ -217,7 +259,8 @@ class PosOrder(models.Model):
                     or self.env._("Returned: %s", self.name),
                 }
             )
-            original._qimen_enqueue("void")
+            voided |= original
+        self._qimen_queue([(original, "void") for original in voided])
 
     def _qimen_fully_refunded(self):
         self.ensure_one()
@@ -230,10 +273,10 @@ class PosOrder(models.Model):
 
     def _qimen_on_cancel(self):
         """A cancelled draft is voided in the ERP; an empty one never existed for it."""
-        now = fields.Datetime.now()
         orders = self.filtered(
             lambda o: o.lines and not o.refunded_order_id and o.company_id.qimen_enabled
         )  # a cancelled refund is no void of the order it refunds
+        now = fields.Datetime.now()
         for order in orders:
             order.write(
                 {
@@ -243,10 +286,10 @@ class PosOrder(models.Model):
                     "qimen_void_type": order.qimen_void_type or "1",
                 }
             )
-            order._qimen_enqueue("void")
+        self._qimen_queue([(order, "void") for order in orders])
 
     def _qimen_on_session_closed(self):
-        now = fields.Datetime.now()
+        """A closed session completes its orders: one write and one insert for all."""
         orders = self.filtered(
             lambda o: (
                 o.state in ("done", "invoiced")
@@ -255,9 +298,14 @@ class PosOrder(models.Model):
                 and not o.qimen_cancelled
             )
         )
-        for order in orders:
-            order.write({"qimen_confirm": "2", "qimen_finished": True, "qimen_finish_date": now})
-            order._qimen_enqueue("complete")
+        orders.write(
+            {
+                "qimen_confirm": "2",
+                "qimen_finished": True,
+                "qimen_finish_date": fields.Datetime.now(),
+            }
+        )
+        self._qimen_queue([(order, "complete") for order in orders])
 
     def _qimen_on_picked_up(self, picking):
         self.ensure_one()
@@ -273,26 +321,49 @@ class PosOrder(models.Model):
         if "carrier_tracking_ref" in picking._fields and picking.carrier_tracking_ref:
             vals["qimen_shipping_sn"] = picking.carrier_tracking_ref
         self.write(vals)
-        self._qimen_enqueue("pickup")
+        self._qimen_queue([(self, "pickup")])
 
     # -- the snapshot ------------------------------------------------------------------
-    def _qimen_enqueue(self, event):
-        """Queue ``event`` with a snapshot of the order, or say why it cannot be."""
+    @api.model
+    def _qimen_queue(self, updates):
+        """Queue ``updates``, a list of ``(order, event)``, in one insert."""
+        snapshots = [order._qimen_snapshot(event) for order, event in updates]
+        return self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
+
+    def _qimen_snapshot(self, event):
+        """``(order, event, payload)`` to queue, taken now; None when the order cannot be
+        sent: incomplete settings are recorded on the order, and a Python error in one
+        order's snapshot loses that update only (logged)."""
         self.ensure_one()
-        problems = self.company_id._qimen_config_problems()
-        customerid = self.config_id._qimen_customerid()
-        if not customerid:
-            problems.append(self.env._("customer ID (customerid) of the shop or company"))
+        problems = self._qimen_sync_problems()
         if problems:
             self.qimen_config_error = self.env._(
                 "Qimen sync is enabled but not configured: missing %s.", ", ".join(problems)
             )
-            return self.env["qimen.sync.job"]
+            return None
+        try:
+            if not self.qimen_bill_code:  # a back-office order has no POS reference
+                self.qimen_bill_code = self.pos_reference or self.name
+            snapshot = (self, event, self._qimen_payload(event))
+        except Exception:
+            _logger.exception("Qimen sync: no snapshot of order %s for %s", self.id, event)
+            return None
         if self.qimen_config_error:
             self.qimen_config_error = False
-        if not self.qimen_bill_code:  # an order made in the back office has no POS reference
-            self.qimen_bill_code = self.pos_reference or self.name
-        return self.env["qimen.sync.job"]._enqueue(self, event, self._qimen_payload(event))
+        return snapshot
+
+    def _qimen_sync_problems(self):
+        self.ensure_one()
+        problems = self.company_id._qimen_config_problems()
+        if not self.config_id._qimen_customerid():
+            problems.append(self.env._("customer ID (customerid) of the shop or company"))
+        return problems
+
+    def _qimen_reference(self):
+        """The order as the store knows it: a draft saved by the POS is named "/" until
+        it is paid, its POS reference is its name meanwhile."""
+        self.ensure_one()
+        return self.name if self.name and self.name != "/" else (self.pos_reference or "")
 
     def _qimen_payload(self, event):
         """Every parameter of qimen.taobao.pos.salesorder.update for this order, now."""
@@ -313,7 +384,7 @@ class PosOrder(models.Model):
         payload["extendProps"] = json.dumps(
             {
                 "event": event,
-                "posOrder": self.name,
+                "posOrder": self._qimen_reference(),
                 "shop": self.config_id.name,
                 "amountTotal": f"{self.amount_total:.2f}",
                 "currency": self.currency_id.name,
@@ -423,6 +494,7 @@ class PosOrder(models.Model):
     def _qimen_requeue(self):
         """Queue the updates an order missed while the sync settings were incomplete,
         in the order they happened (the hooks record them on the order either way)."""
+        updates = []
         for order in self.filtered("qimen_config_error"):
             happened = [
                 (order.qimen_confirm_date, "confirm", order.qimen_confirm in ("1", "2")),
@@ -432,7 +504,8 @@ class PosOrder(models.Model):
             ]
             for _date, event, done in sorted(happened, key=lambda h: h[0] or datetime.max):
                 if done:
-                    order._qimen_enqueue(event)
+                    updates.append((order, event))
+        self._qimen_queue(updates)
 
     # -- actions -----------------------------------------------------------------------
     def action_qimen_void(self):

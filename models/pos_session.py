@@ -10,6 +10,6 @@ class PosSession(models.Model):
         res = super()._validate_session(
             balancing_account, amount_to_balance, bank_payment_method_diffs
         )
-        for order in self.filtered(lambda s: s.state == "closed").order_ids:
-            order._qimen_safely(order._qimen_on_session_closed)  # one failure loses one
+        orders = self.filtered(lambda s: s.state == "closed").order_ids
+        orders._qimen_safely(orders._qimen_on_session_closed)  # one write, one insert
         return res

@@ -3,24 +3,91 @@ import logging
 import random
 import threading
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from odoo import api, fields, models
-from odoo.exceptions import UserError
-from odoo.tools import SQL
+import psycopg2
+from psycopg2.extras import Json
+
+from odoo import SUPERUSER_ID, api, fields, models
+from odoo.exceptions import AccessError, UserError
+from odoo.modules.registry import Registry
+from odoo.tools import SQL, config
 
 from ..const import (
-    BACKOFF_BASE_SECONDS,
-    BACKOFF_MAX_SECONDS,
     BLOCKING_JOB_STATES,
-    DISPATCH_BATCH,
-    DISPATCH_SECONDS,
     EVENT_STATUS,
-    STUCK_SENDING_MINUTES,
+    FINISHED_JOB_STATES,
+    GC_BATCH,
+    GC_SECONDS,
+    LEASE_MARGIN_SECONDS,
+    MAX_CLAIM_SECONDS,
+    RETRY_BASE_SECONDS,
+    RETRY_MAX_SECONDS,
+    RUN_SHARE_OF_TIME_LIMIT,
 )
-from ..qimen import QimenValidationError
+from ..qimen import QimenValidationError, SendResult
+from ..qimen.const import API_SALESORDER_UPDATE
+from ..qimen.request import build_salesorder_update
+from ..qimen.responses import PERMANENT, TRANSIENT
+from ..qimen.text import storable
 
 _logger = logging.getLogger(__name__)
+
+# Errors after which a transaction is worth running again from the start.
+RETRYABLE_ERRORS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+)
+# Only the dispatcher and the actions move these; never a user through write() (RPC).
+PROTECTED_FIELDS = frozenset(
+    {
+        "company_id",
+        "order_id",
+        "config_id",
+        "bill_code",
+        "event",
+        "payload",
+        "state",
+        "attempts",
+        "next_attempt",
+        "sending_since",
+        "lease_until",
+        "date_done",
+        "last_error",
+        "last_code",
+        "last_request",
+        "last_reply",
+        "dead_notified",
+    }
+)
+
+
+def _testing():
+    return getattr(threading.current_thread(), "testing", False)
+
+
+@dataclass
+class Claim:
+    """A job taken by a sender: what to send, read before the claim commits, so that
+    no transaction stays open during the call."""
+
+    job_id: int
+    lease_until: datetime
+    bill_code: str
+    client: object = None
+    params: dict = None
+    result: SendResult = None  # known without calling (invalid data, configuration)
+
+    def send(self):
+        if self.result is None:
+            try:
+                self.result = self.client.call(API_SALESORDER_UPDATE, self.params)
+            except Exception as exc:  # recorded on the job, never raised
+                _logger.exception("Qimen sync: job %s failed unexpectedly", self.job_id)
+                self.result = SendResult(TRANSIENT, message=f"Unexpected error: {exc}")
+        return self.result
 
 
 class QimenSyncJob(models.Model):
@@ -28,6 +95,7 @@ class QimenSyncJob(models.Model):
 
     The parameters are a snapshot taken when the update happened, so the job survives
     its order (a cancelled draft that the POS deletes) and sends what was true then.
+    The dispatcher writes jobs only, never the orders: the till writes those.
     """
 
     _name = "qimen.sync.job"
@@ -67,9 +135,13 @@ class QimenSyncJob(models.Model):
         readonly=True,
     )
     attempts = fields.Integer(readonly=True)
-    next_attempt = fields.Datetime(default=fields.Datetime.now, index=True, readonly=True)
+    next_attempt = fields.Datetime(default=fields.Datetime.now, readonly=True)
     sending_since = fields.Datetime(readonly=True)
-    date_done = fields.Datetime("Sent On", readonly=True)
+    lease_until = fields.Datetime(
+        readonly=True,
+        help="A job still sending after this moment lost its sender: it is sent again.",
+    )
+    date_done = fields.Datetime("Acknowledged On", readonly=True)
     last_error = fields.Text(readonly=True)
     last_code = fields.Char("Last Reply Code", readonly=True)
     last_request = fields.Json(
@@ -79,6 +151,31 @@ class QimenSyncJob(models.Model):
     payload_text = fields.Text("Parameters Sent", compute="_compute_texts")
     last_request_text = fields.Text("Last Request", compute="_compute_texts")
     dead_notified = fields.Boolean(readonly=True, copy=False)
+
+    def init(self):
+        """Partial indexes keep the dispatcher's scans flat however many finished jobs the
+        table holds, and the unique one makes queueing the same update twice a no-op."""
+        for name, definition in (
+            ("qimen_sync_job_due_idx", "(id) WHERE state IN ('pending', 'failed')"),
+            (
+                "qimen_sync_job_waiting_idx",
+                "(company_id, bill_code, id) WHERE state IN ('pending', 'sending', 'failed', "
+                "'dead')",
+            ),
+            ("qimen_sync_job_sending_idx", "(lease_until) WHERE state = 'sending'"),
+        ):
+            self.env.cr.execute(
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS %s ON qimen_sync_job %s",
+                    SQL.identifier(name),
+                    SQL(definition),
+                )
+            )
+        self.env.cr.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS qimen_sync_job_live_update_uniq "
+            "ON qimen_sync_job (company_id, bill_code, event) "
+            "WHERE state NOT IN ('superseded', 'cancelled')"
+        )
 
     @api.depends("bill_code", "event")
     def _compute_name(self):
@@ -101,78 +198,195 @@ class QimenSyncJob(models.Model):
         for job in self:
             job.status = EVENT_STATUS.get(job.event)
 
+    def write(self, vals):
+        """Jobs move through their actions only (as OCA queue_job protects its jobs): a
+        user, even a POS manager over RPC, cannot rewrite what is sent or its state."""
+        if not self.env.su and PROTECTED_FIELDS.intersection(vals):
+            raise AccessError(
+                self.env._("Sync jobs are changed by their actions only (Retry, Cancel).")
+            )
+        return super().write(vals)
+
     # -- enqueueing (inside the POS transaction: cheap, no I/O) -------------------------
     @api.model
-    def _enqueue(self, order, event, payload):
-        """Queue ``payload`` for ``order``, unless the same update is already queued.
+    def _enqueue(self, updates):
+        """Queue ``updates``, a list of ``(order, event, payload)``, in one INSERT.
 
-        A void carries the whole state of the order, so it supersedes the updates of that
-        order that have not gone out yet."""
-        jobs = self.sudo()
-        key = [
-            ("company_id", "=", order.company_id.id),
-            ("bill_code", "=", payload["orderBillCode"]),
-        ]
-        if jobs.search_count(
-            [*key, ("event", "=", event), ("state", "not in", ("superseded", "cancelled"))], limit=1
-        ):
-            return jobs
-        if event == "void":
-            jobs.search([*key, ("state", "in", ("pending", "failed", "dead"))]).write(
-                {"state": "superseded", "next_attempt": False}
+        An update already queued (same company, bill code and event, not superseded or
+        cancelled) is skipped by a unique index. A void carries the whole state of its
+        order, so it supersedes the updates of that order that have not gone out yet."""
+        if not updates:
+            return self.browse()
+        cr, now, uid = self.env.cr, fields.Datetime.now(), self.env.uid
+        rows = SQL(", ").join(
+            SQL(
+                "(%s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, false, %s, %s, %s, %s)",
+                order.company_id.id,
+                order.id,
+                order.config_id.id or None,
+                payload["orderBillCode"],
+                event,
+                EVENT_STATUS[event],
+                Json(payload),
+                now,
+                uid,
+                now,
+                uid,
+                now,
             )
-        job = jobs.create(
-            {
-                "company_id": order.company_id.id,
-                "order_id": order.id,
-                "config_id": order.config_id.id,
-                "bill_code": payload["orderBillCode"],
-                "event": event,
-                "payload": payload,
-            }
+            for order, event, payload in updates
         )
-        self._trigger_dispatch()
-        return job
+        cr.execute(
+            SQL(
+                """INSERT INTO qimen_sync_job
+                       (company_id, order_id, config_id, bill_code, event, status, payload,
+                        state, attempts, next_attempt, dead_notified,
+                        create_uid, create_date, write_uid, write_date)
+                   VALUES %s ON CONFLICT DO NOTHING
+                   RETURNING id, company_id, bill_code, event""",
+                rows,
+            )
+        )
+        inserted = cr.fetchall()
+        jobs = self.browse([row[0] for row in inserted])
+        voided = {(company, bill) for _id, company, bill, event in inserted if event == "void"}
+        if voided:
+            cr.execute(
+                SQL(
+                    """UPDATE qimen_sync_job SET state = 'superseded', next_attempt = NULL,
+                              write_uid = %s, write_date = %s
+                        WHERE (company_id, bill_code) IN %s AND id NOT IN %s
+                          AND state IN ('pending', 'failed', 'dead')""",
+                    uid,
+                    now,
+                    tuple(voided),
+                    tuple(jobs.ids),
+                )
+            )
+        orders = self.env["pos.order"].concat(*(order for order, _e, _p in updates))
+        self.invalidate_model()
+        orders.invalidate_recordset(["qimen_job_ids"])
+        orders.modified(["qimen_job_ids"])
+        if jobs:
+            self._trigger_dispatch()
+        return jobs
 
     def _trigger_dispatch(self):
         """Have the dispatcher run as soon as this transaction commits: one cron trigger
-        per transaction however many jobs it queues (a session close queues hundreds).
-        The trigger row commits or rolls back with the jobs, so look for this
-        transaction's own row rather than keep a flag a savepoint rollback would miss."""
-        cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()
-        mine = [("cron_id", "=", cron.id), ("create_date", "=", self.env.cr.now())]
-        if not self.env["ir.cron.trigger"].sudo().search_count(mine, limit=1):
-            cron._trigger()
+        per transaction however many jobs it queues (a precommit hook runs only if the
+        transaction commits, and once)."""
+        precommit = self.env.cr.precommit
+        if "pos_qimen_sync.trigger" not in precommit.data:
+            precommit.data["pos_qimen_sync.trigger"] = True
+            precommit.add(self._create_dispatch_trigger)
+
+    def _create_dispatch_trigger(self, at=None):
+        self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger(at)
 
     # -- dispatching --------------------------------------------------------------------
     @api.model
-    def _cron_dispatch(self, batch_size=DISPATCH_BATCH, time_budget=DISPATCH_SECONDS):
-        """Send due jobs one at a time until the batch or the time budget is used up (a
-        cron worker is killed past limit_time_real); the cron calls again while jobs
-        remain. Each job is marked sending and committed before its call, and its outcome
-        committed after, so a crash leaves at most one job to reclaim."""
-        self._reclaim_stuck()
-        started, sent = time.monotonic(), 0
-        while sent < batch_size and time.monotonic() - started < time_budget:
-            job = self._lock_due()
-            if not job:
-                break
-            job._mark_sending()
-            self._commit()
-            job._send_safely()
-            self._commit()
-            sent += 1
-        remaining = len(self._due_ids())
-        _logger.info("Qimen sync: sent %s jobs, %s due", sent, remaining)
-        self.env["ir.cron"]._notify_progress(done=sent, remaining=remaining)
+    def _cron_dispatch(self):
+        """Send due jobs on parallel lanes until the run's time budget is used up.
+
+        Each lane has its own cursor and takes one due job at a time (``SKIP LOCKED``),
+        so several workers or servers can dispatch at once; an order's updates still go
+        out one after the other. The budget covers the whole cron run (Odoo may call a
+        cron again while it reports progress, and runs other crons in the same pass):
+        no job is taken whose call could end after RUN_SHARE_OF_TIME_LIMIT of
+        ``limit_time_real``. When work remains, a fresh run is triggered instead."""
+        self._reclaim_expired()
+        worst = self._worst_call_seconds()
+        run_end = self._run_deadline()
+        claim_until = min(run_end - worst, time.time() + MAX_CLAIM_SECONDS)
+        if claim_until <= time.time():
+            _logger.warning(
+                "Qimen sync: no time to send within limit_time_real (a call may take %ss)", worst
+            )
+        if _testing():  # the test transaction is invisible to other cursors: one lane here
+            sent = self.sudo()._lane(claim_until)
+        else:
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+            sent = self._run_lanes(claim_until, run_end, self._lane_count())
+        remaining = len(self._due_ids(limit=1))
+        if remaining:
+            self._create_dispatch_trigger()  # a fresh run, with a fresh time budget
+        self._trigger_next_retry()
+        _logger.info("Qimen sync: sent %s updates%s", sent, ", more due" if remaining else "")
+        # no "remaining": Odoo would call again at once, within this run's time limit
+        self.env["ir.cron"]._notify_progress(done=sent, remaining=0)
         return sent
 
-    def _commit(self):
-        """Commit between jobs so that each outcome is kept, except in tests."""
-        if not getattr(threading.current_thread(), "testing", False):
-            self.env.cr.commit()  # pylint: disable=invalid-commit
+    @api.model
+    def _run_lanes(self, claim_until, run_end, lanes):
+        """Run ``lanes`` sending threads and wait for them until ``run_end`` at most."""
+        counts = []
+        threads = [
+            threading.Thread(
+                target=self._lane_thread,
+                args=(self.env.cr.dbname, claim_until, counts),
+                name=f"qimen-sync-lane-{number}",
+                daemon=True,
+            )
+            for number in range(lanes)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(run_end - time.time(), 0.0))
+        late = sum(thread.is_alive() for thread in threads)
+        if late:  # a gateway slower than every timeout: leave it, its lease runs out
+            _logger.warning("Qimen sync: %s lane(s) still waiting for the gateway", late)
+        return sum(counts)
 
-    def _due_query(self):
+    def _lane_thread(self, dbname, claim_until, counts):
+        """A lane: its own cursor (a real transaction per claim and per outcome)."""
+        threading.current_thread().dbname = dbname  # for Odoo's log lines
+        try:
+            with Registry(dbname).cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                counts.append(env["qimen.sync.job"]._lane(claim_until))
+        except Exception:
+            _logger.exception("Qimen sync: a sending lane stopped")
+
+    @api.model
+    def _lane(self, claim_until):
+        """Take a due job, send it, record the outcome and take the next one in the same
+        transaction, until no job is due or the time is up. Return how many were sent."""
+        sent = 0
+        claim = self._transaction(lambda: self._claim_next(claim_until))
+        while claim:
+            result = claim.send()
+            sent += 1
+
+            def record_and_claim(claim=claim, result=result):
+                self._record(claim, result)
+                return self._claim_next(claim_until)
+
+            claim = self._transaction(record_and_claim)
+        return sent
+
+    def _transaction(self, work, tries=5):
+        """Run ``work`` and commit; a serialization failure, deadlock or lock timeout runs
+        it again in a fresh transaction, so that an outcome is never lost to a conflict
+        (in tests, the test's transaction is used as is)."""
+        if _testing():
+            return work()
+        for attempt in range(1, tries + 1):
+            try:
+                result = work()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+                return result
+            except RETRYABLE_ERRORS:
+                self.env.cr.rollback()
+                if attempt == tries:
+                    raise
+                _logger.info("Qimen sync: transaction conflict, attempt %s", attempt)
+                time.sleep(random.uniform(0.05, 0.2) * attempt)  # noqa: S311 - jitter
+            finally:
+                self.env.invalidate_all()  # what other transactions changed meanwhile
+        return None
+
+    def _due_query(self, now):
         """Due jobs with no earlier update of the same order still waiting; a company
         whose sync is disabled (or neutralized) sends nothing."""
         return SQL(
@@ -187,107 +401,207 @@ class QimenSyncJob(models.Model):
                     WHERE older.company_id = job.company_id
                       AND older.bill_code = job.bill_code
                       AND older.id < job.id
-                      AND older.state IN %(blocking)s)
+                      AND older.state IN %(waiting)s)
              ORDER BY job.id
             """,
-            now=fields.Datetime.now(),
-            blocking=BLOCKING_JOB_STATES,
+            now=now,
+            waiting=BLOCKING_JOB_STATES,
         )
 
-    def _due_ids(self):
-        self.env.cr.execute(self._due_query())
+    def _due_ids(self, limit=None):
+        self.env.flush_all()
+        query = self._due_query(fields.Datetime.now())
+        if limit:
+            query = SQL("%s LIMIT %s", query, limit)
+        self.env.cr.execute(query)
         return [row[0] for row in self.env.cr.fetchall()]
 
-    def _lock_due(self):
-        """Lock the first due job, skipping those another worker holds."""
-        self.flush_model()
-        self.env.cr.execute(SQL("%s LIMIT 1 FOR UPDATE OF job SKIP LOCKED", self._due_query()))
-        return self.browse([row[0] for row in self.env.cr.fetchall()])
-
-    def _reclaim_stuck(self):
-        """Jobs left 'sending' by a crashed worker go back to the queue."""
-        limit = fields.Datetime.now() - timedelta(minutes=STUCK_SENDING_MINUTES)
-        self.flush_model()
+    @api.model
+    def _claim_next(self, claim_until):
+        """Take the oldest due job that no other lane holds, mark it sending with a lease
+        (the longest its call can take), and return a :class:`Claim`, or None."""
+        if time.time() >= claim_until:
+            return None
+        self.env.flush_all()
+        now = fields.Datetime.now()
         self.env.cr.execute(
             SQL(
-                "SELECT id FROM qimen_sync_job WHERE state = 'sending' AND sending_since < %s "
-                "FOR UPDATE SKIP LOCKED",
-                limit,
+                """
+                UPDATE qimen_sync_job job
+                   SET state = 'sending', attempts = job.attempts + 1, sending_since = %(now)s,
+                       lease_until = %(now)s + make_interval(secs => %(lease)s),
+                       write_date = %(now)s, write_uid = %(uid)s
+                  FROM res_company company
+                 WHERE company.id = job.company_id
+                   AND job.id = (%(due)s LIMIT 1 FOR UPDATE OF job SKIP LOCKED)
+             RETURNING job.id, job.lease_until
+                """,
+                now=now,
+                uid=self.env.uid,
+                due=self._due_query(now),
+                lease=SQL(
+                    "COALESCE(NULLIF(company.qimen_connect_timeout, 0), 5) "
+                    "+ 2 * COALESCE(NULLIF(company.qimen_read_timeout, 0), 15) + %s",
+                    LEASE_MARGIN_SECONDS,
+                ),
             )
         )
-        stuck = self.browse([row[0] for row in self.env.cr.fetchall()])
-        for job in stuck:
-            job._record_outcome(
-                transient=True,
-                error=self.env._("Interrupted while sending (the worker stopped); sent again."),
-            )
-        return stuck
+        row = self.env.cr.fetchone()
+        if not row:
+            return None
+        job = self.browse(row[0])
+        job.invalidate_recordset()
+        job.modified(["state", "attempts"])
+        return job._prepare_claim(row[1])
 
-    def _mark_sending(self):
-        now = fields.Datetime.now()
-        for job in self:
-            job.write({"state": "sending", "sending_since": now, "attempts": job.attempts + 1})
-
-    def _send_safely(self):
-        """Send this job; whatever happens, record it on the job and never raise."""
+    def _prepare_claim(self, lease_until):
+        """What the call needs, read now: the client and the validated parameters."""
         self.ensure_one()
-        try:
-            with self.env.cr.savepoint():
-                self._send()
-        except Exception as exc:
-            _logger.exception("Qimen sync: job %s failed unexpectedly", self.id)
-            self._record_outcome(transient=True, error=self.env._("Unexpected error: %s", exc))
-
-    def _send(self):
-        """The network call of a job: the only place the dispatcher talks to the ERP."""
+        claim = Claim(self.id, lease_until, self.bill_code)
         company = self.company_id
         problems = company._qimen_config_problems()
         if problems:
-            return self._record_outcome(
-                transient=False,
-                error=self.env._("Qimen sync is not configured: missing %s.", ", ".join(problems)),
+            claim.result = SendResult(
+                PERMANENT,
+                message=self.env._(
+                    "Qimen sync is not configured: missing %s.", ", ".join(problems)
+                ),
             )
+            return claim
         try:
-            result = company._qimen_client().salesorder_update(self.payload)
+            claim.params = build_salesorder_update(self.payload or {})
         except QimenValidationError as exc:
-            return self._record_outcome(
-                transient=False, error=self.env._("Invalid parameter %s", exc)
+            claim.result = SendResult(PERMANENT, message=self.env._("Invalid parameter %s", exc))
+            return claim
+        claim.client = company._qimen_client()
+        return claim
+
+    def _record(self, claim, result):
+        """Record the outcome of a claim, unless the job was taken back meanwhile (its
+        lease ran out): a late outcome must not overwrite a newer attempt."""
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM qimen_sync_job WHERE id = %s AND state = 'sending' "
+                "AND lease_until = %s FOR UPDATE",
+                claim.job_id,
+                claim.lease_until,
             )
+        )
+        if not self.env.cr.fetchone():
+            _logger.warning(
+                "Qimen sync: job %s was taken back while its call ran; outcome dropped: %s",
+                claim.job_id,
+                result.describe(),
+            )
+            return
+        job = self.browse(claim.job_id)
         vals = {
-            "last_request": result.request,
-            "last_reply": result.reply_text,
-            "last_code": result.code,
+            "last_request": result.request or False,
+            "last_reply": storable(result.reply_text) or False,
+            "last_code": storable(result.code) or False,
+            "sending_since": False,
+            "lease_until": False,
         }
         if result.ok:
             vals.update(
-                state="done",
-                date_done=fields.Datetime.now(),
-                last_error=False,
-                sending_since=False,
-                next_attempt=False,
+                state="done", date_done=fields.Datetime.now(), last_error=False, next_attempt=False
             )
-            return self.write(vals)
-        return self._record_outcome(result.transient, result.describe(), vals)
-
-    def _record_outcome(self, transient, error, vals=None):
-        """A failed attempt: retry later with backoff, or give up (dead)."""
-        vals = dict(vals or {}, last_error=error, sending_since=False)
-        max_attempts = self.company_id.qimen_max_attempts or 1
-        if transient and self.attempts < max_attempts:
-            delay = min(BACKOFF_BASE_SECONDS * 2 ** max(self.attempts - 1, 0), BACKOFF_MAX_SECONDS)
-            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
-            at = fields.Datetime.now() + timedelta(seconds=delay)
-            vals.update(state="failed", next_attempt=at)
-            self.write(vals)
-            self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch").sudo()._trigger(at)
+            job.write(vals)
         else:
-            vals.update(state="dead", next_attempt=False)
-            self.write(vals)
-            self._notify_dead()
-        _logger.warning(
-            "Qimen sync: job %s (%s) %s: %s", self.id, self.bill_code, vals["state"], error
-        )
+            job._record_failure(result.transient, storable(result.describe()), vals)
+
+    def _record_failure(self, transient, error, vals=None):
+        """A failed attempt: retry later with backoff, or give up (dead)."""
+        vals = dict(vals or {}, last_error=error, sending_since=False, lease_until=False)
+        for job in self:
+            max_attempts = job.company_id.qimen_max_attempts or 1
+            if transient and job.attempts < max_attempts:
+                base = self._retry_base_seconds()
+                delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_MAX_SECONDS)
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+                at = fields.Datetime.now() + timedelta(seconds=delay)
+                job.write(dict(vals, state="failed", next_attempt=at))
+            else:
+                job.write(dict(vals, state="dead", next_attempt=False))
+                job._notify_dead()
+            _logger.warning(
+                "Qimen sync: job %s (%s) %s: %s", job.id, job.bill_code, job.state, error
+            )
         return True
+
+    def _reclaim_expired(self):
+        """Jobs whose sender died (their lease ran out) go back to the queue."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                """SELECT id FROM qimen_sync_job
+                    WHERE state = 'sending'
+                      AND COALESCE(lease_until, sending_since + interval '15 minutes') < %s
+                      FOR UPDATE SKIP LOCKED""",
+                fields.Datetime.now(),
+            )
+        )
+        expired = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        expired._record_failure(
+            True, self.env._("Interrupted while sending (its sender stopped); sent again.")
+        )
+        return expired
+
+    def _trigger_next_retry(self):
+        """Have the cron run when the earliest failed job is due again."""
+        self.env.cr.execute(
+            "SELECT MIN(next_attempt) FROM qimen_sync_job WHERE state = 'failed' "
+            "AND next_attempt > (now() AT TIME ZONE 'UTC')"
+        )
+        at = self.env.cr.fetchone()[0]
+        if at:
+            self._create_dispatch_trigger(at)
+
+    @api.model
+    def _worst_call_seconds(self):
+        """The longest a call may take, over the companies that send."""
+        companies = self.env["res.company"].sudo().search([("qimen_enabled", "=", True)])
+        longest = (
+            max(
+                (c.qimen_connect_timeout or 5.0) + 2 * (c.qimen_read_timeout or 15.0)
+                for c in companies
+            )
+            if companies
+            else 0.0
+        )
+        return longest + LEASE_MARGIN_SECONDS
+
+    @api.model
+    def _run_deadline(self):
+        """When this cron run must be over (wall clock): a share of the real-time limit
+        counted from the start of the cron thread's pass (threaded server), else now."""
+        limit = config["limit_time_real_cron"]
+        if not limit or limit <= 0:
+            limit = config["limit_time_real"]
+        if not limit or limit <= 0:
+            limit = 120
+        started = getattr(threading.current_thread(), "start_time", None) or time.time()
+        return started + RUN_SHARE_OF_TIME_LIMIT * limit
+
+    @api.model
+    def _lane_count(self):
+        value = self.env["ir.config_parameter"].sudo().get_param("pos_qimen_sync.lanes", "4")
+        try:
+            return min(max(int(value), 1), 32)
+        except ValueError:
+            return 4
+
+    @api.model
+    def _retry_base_seconds(self):
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("pos_qimen_sync.retry_base_seconds", str(RETRY_BASE_SECONDS))
+        )
+        try:
+            return max(float(value), 1.0)
+        except ValueError:
+            return RETRY_BASE_SECONDS
 
     def _notify_dead(self):
         """Tell the order's followers and a POS manager, once per job."""
@@ -306,6 +620,44 @@ class QimenSyncJob(models.Model):
                 self.env._("%(job)s: %(error)s", job=job.name, error=job.last_error),
             )
             job.dead_notified = True
+
+    # -- housekeeping -------------------------------------------------------------------
+    @api.autovacuum
+    def _gc_finished_jobs(self):
+        """Delete finished jobs (done, superseded, cancelled) older than the retention
+        period, in bounded batches committed one by one (as OCA queue_job does)."""
+        days = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("pos_qimen_sync.job_retention_days", "30")
+        )
+        try:
+            days = max(int(days), 1)
+        except ValueError:
+            days = 30
+        before = fields.Datetime.now() - timedelta(days=days)
+        stop_at, deleted = time.monotonic() + GC_SECONDS, 0
+        while True:
+            self.env.cr.execute(
+                SQL(
+                    """DELETE FROM qimen_sync_job WHERE id IN (
+                           SELECT id FROM qimen_sync_job
+                            WHERE state IN %s AND COALESCE(date_done, write_date) < %s
+                            LIMIT %s)""",
+                    FINISHED_JOB_STATES,
+                    before,
+                    GC_BATCH,
+                )
+            )
+            count = self.env.cr.rowcount
+            deleted += count
+            if not _testing():
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+            if count < GC_BATCH or time.monotonic() > stop_at:
+                break
+        self.invalidate_model()
+        _logger.info("Qimen sync: deleted %s finished jobs older than %s days", deleted, days)
+        return deleted
 
     # -- actions --------------------------------------------------------------------
     def _check_not_superseded_by_newer(self):
@@ -329,14 +681,18 @@ class QimenSyncJob(models.Model):
         """Queue failed, dead or cancelled jobs again with a fresh attempt budget, and have
         the dispatcher send them right after this transaction: the same path as the cron,
         so a job the cron is sending is never sent twice."""
+        self.check_access("write")
         disabled = self.company_id.filtered(lambda c: not c.qimen_enabled)
         if disabled:
             raise UserError(
                 self.env._("Qimen sync is disabled for %s.", ", ".join(disabled.mapped("name")))
             )
-        jobs = self.filtered(lambda j: j.state in ("failed", "dead", "cancelled"))
-        jobs = jobs._check_not_superseded_by_newer()
-        jobs.write(
+        retryable = self.filtered(lambda j: j.state in ("failed", "dead", "cancelled"))
+        self._refuse_if_none(
+            retryable, self.env._("Only failed, dead or cancelled updates can be retried.")
+        )
+        queued = retryable.sudo()._check_not_superseded_by_newer()
+        queued.write(
             {
                 "state": "pending",
                 "attempts": 0,
@@ -344,17 +700,45 @@ class QimenSyncJob(models.Model):
                 "last_error": False,
             }
         )
-        for job in jobs:
-            job._refresh_routing()
-        if self.filtered(lambda j: j.state == "pending"):
+        queued._refresh_routing()
+        if queued:
             self._trigger_dispatch()
-        return True
+        return self._notice_left_alone(self - queued.with_env(self.env))
 
     def action_cancel(self):
-        self.filtered(lambda j: j.state in ("pending", "failed", "dead")).write(
-            {"state": "cancelled", "next_attempt": False}
+        """Skip updates that wait (an operator's decision); later ones of the order go."""
+        self.check_access("write")
+        cancellable = self.filtered(lambda j: j.state in ("pending", "failed", "dead"))
+        self._refuse_if_none(
+            cancellable, self.env._("Only pending, failed or dead updates can be cancelled.")
         )
-        return True
+        cancellable.sudo().write({"state": "cancelled", "next_attempt": False})
+        return self._notice_left_alone(self - cancellable)
+
+    def _describe_states(self):
+        labels = dict(self._fields["state"]._description_selection(self.env))
+        names = [f"{job.name} ({labels[job.state]})" for job in self[:10]]
+        return ", ".join(names) + (" …" if len(self) > 10 else "")
+
+    def _refuse_if_none(self, applicable, why):
+        if not applicable:
+            raise UserError(self.env._("%(why)s\n%(jobs)s", why=why, jobs=self._describe_states()))
+
+    def _notice_left_alone(self, left):
+        """Say which jobs an action left as they are (done, sending, superseded…)."""
+        if not left:
+            return {"type": "ir.actions.client", "tag": "soft_reload"}
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": self.env._("Some updates were left as they are"),
+                "message": left._describe_states(),
+                "type": "warning",
+                "sticky": True,
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
 
     def _refresh_routing(self):
         """After a configuration fix, a retried job uses the shop's current customerid."""

@@ -1,7 +1,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from ..const import GATEWAY_PRESETS
+from ..const import GATEWAY_PRESETS, MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from ..qimen import QimenClient
 from ..qimen.client import connection_verdict
 from ..qimen.const import CUSTOMERID_MAX_LENGTH, STATUS_CONFIRM
@@ -84,6 +84,25 @@ class ResCompany(models.Model):
     def _check_qimen_customerid(self):
         for company in self:
             check_customerid(self.env, company.qimen_customerid)
+
+    @api.constrains("qimen_connect_timeout", "qimen_read_timeout")
+    def _check_qimen_timeouts(self):
+        """A call must fit in a cron run well within Odoo's real-time limit."""
+        for company in self:
+            if not 0 < company.qimen_connect_timeout <= MAX_CONNECT_TIMEOUT:
+                raise ValidationError(
+                    self.env._(
+                        "The connect timeout must be more than 0 and at most %s seconds.",
+                        MAX_CONNECT_TIMEOUT,
+                    )
+                )
+            if not 0 < company.qimen_read_timeout <= MAX_READ_TIMEOUT:
+                raise ValidationError(
+                    self.env._(
+                        "The read timeout must be more than 0 and at most %s seconds.",
+                        MAX_READ_TIMEOUT,
+                    )
+                )
 
     def write(self, vals):
         res = super().write(vals)

@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
 from ..controllers.main import CALLBACK_ROUTE
 
@@ -30,9 +31,30 @@ class ResConfigSettings(models.TransientModel):
         related="company_id.qimen_callback_max_skew", readonly=False
     )
     qimen_callback_url = fields.Char("Callback URL", compute="_compute_qimen_callback_url")
+    qimen_lanes = fields.Integer(
+        "Parallel Senders",
+        config_parameter="pos_qimen_sync.lanes",
+        default=4,
+        help="Updates of different orders sent at the same time (an order's updates always "
+        "go one after the other). For every database of this server.",
+    )
+    qimen_job_retention_days = fields.Integer(
+        "Keep Sent Updates (days)",
+        config_parameter="pos_qimen_sync.job_retention_days",
+        default=30,
+        help="Updates acknowledged, superseded or cancelled are deleted after this many days.",
+    )
     pos_qimen_customerid = fields.Char(
         related="pos_config_id.qimen_customerid", readonly=False, string="Shop Customer ID"
     )
+
+    @api.constrains("qimen_lanes", "qimen_job_retention_days")
+    def _check_qimen_sending(self):
+        for settings in self:
+            if not 1 <= settings.qimen_lanes <= 32:
+                raise ValidationError(self.env._("Parallel Senders must be between 1 and 32."))
+            if settings.qimen_job_retention_days < 1:
+                raise ValidationError(self.env._("Keep sent updates for at least one day."))
 
     @api.depends("qimen_gateway", "qimen_custom_url")
     def _compute_qimen_gateway_url(self):

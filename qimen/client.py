@@ -256,8 +256,8 @@ def _cut(sock, cut):
     cut.set()
     try:
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed
-        pass
+    except OSError as exc:  # already closed
+        _logger.debug("Qimen call: socket already closed at its deadline: %s", exc)
 
 
 # Platform codes that mean the gateway refused who we are (not what we sent).

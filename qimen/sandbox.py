@@ -211,10 +211,9 @@ class SandboxGateway:
             bill = received.params.get("orderBillCode", "-")
             status = received.params.get("status", "-")
             extra = f" fault={received.fault}" if received.fault else ""
-            print(
+            _say(
                 f"{mark} {received.at} {received.method or '?'} bill={bill} "
-                f"status={status} -> {received.code} {received.message}{extra}",
-                flush=True,
+                f"status={status} -> {received.code} {received.message}{extra}"
             )
 
     # -- the gateway ---------------------------------------------------------------
@@ -464,6 +463,12 @@ def push(url, params, secret, app_key, timeout=10, **kwargs):
 
 
 # -- command line -------------------------------------------------------------------------
+def _say(text):
+    """One write per message: lines of the server's threads never interleave."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _fields(pairs):
     values = {}
     for pair in pairs or []:
@@ -539,11 +544,10 @@ def main(argv=None):
         for spec in args.fault:
             sandbox.add_fault(Fault.parse(spec))
         sandbox.start()
-        print(
+        _say(
             f"Qimen sandbox gateway on {sandbox.url}\n"
             f"  app key {args.app_key!r}, secret {args.secret!r} (sandbox values)\n"
-            f"  faults: {', '.join(args.fault) or 'none'}; Ctrl+C to stop",
-            flush=True,
+            f"  faults: {', '.join(args.fault) or 'none'}; Ctrl+C to stop"
         )
         try:
             threading.Event().wait()

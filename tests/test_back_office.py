@@ -58,7 +58,6 @@ class TestBackOffice(QimenPosCase):
             "qimen_sync_failed",
             "qimen_sync_pending",
             "qimen_synced",
-            "group_qimen_sync_state",
         ):
             self.assertTrue(search.xpath(f"//filter[@name='{name}']"), name)
         settings = self.arch("res.config.settings", "form")

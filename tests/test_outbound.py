@@ -48,7 +48,7 @@ class TestOutboundTransitions(QimenPosCase):
         self.assertEqual(pickup.params["confirm"], "1", "each update carries the whole state")
         order.invalidate_recordset()
         self.assertEqual(order.qimen_sync_state, "synced")
-        self.assertEqual(order.qimen_sync_attempts, 2)
+        self.assertEqual(order.qimen_sync_attempts, 0, "no update waits: no failed attempt")
         self.assertTrue(order.qimen_last_sync)
         self.assertFalse(order.qimen_last_error)
 
@@ -342,7 +342,7 @@ class TestOutboundQueue(QimenPosCase):
     def test_duplicates_are_not_enqueued(self):
         order = self.paid_order()
         self.assertEqual(len(self.jobs(order)), 2)
-        order._qimen_enqueue("confirm")
+        self.env["pos.order"]._qimen_queue([(order, "confirm")])
         order._process_saved_order(False)
         self.assertEqual(len(self.jobs(order)), 2)
 
@@ -378,15 +378,15 @@ class TestOutboundQueue(QimenPosCase):
 
     def test_one_exploding_job_does_not_stop_the_batch(self):
         first, second = self.paid_order(), self.paid_order()
-        original = type(self.Job)._send
+        original = QimenClient.call
 
-        def send(job):
-            if job.bill_code == first.qimen_bill_code:
+        def call(client, method, params, timestamp=None):
+            if params["orderBillCode"] == first.qimen_bill_code:
                 raise ValueError("corrupt")
-            return original(job)
+            return original(client, method, params, timestamp)
 
         with (
-            patch.object(type(self.Job), "_send", send),
+            patch.object(QimenClient, "call", call),
             self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", logging.ERROR),
         ):
             self.dispatch()
@@ -404,7 +404,7 @@ class TestOutboundQueue(QimenPosCase):
                 "sending_since": fields.Datetime.now() - timedelta(hours=1),
             }
         )
-        self.Job._reclaim_stuck()
+        self.Job._reclaim_expired()
         self.assertEqual(confirm.state, "failed")
         self.assertIn("Interrupted", confirm.last_error)
         self.expire_backoff(confirm)
@@ -445,20 +445,22 @@ class TestOutboundQueue(QimenPosCase):
     def test_one_cron_trigger_per_transaction(self):
         cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
         Trigger = self.env["ir.cron.trigger"]
+        orders = self.paid_order() | self.paid_order() | self.paid_order()
+        self.env.cr.precommit.run()  # what committing runs
         before = Trigger.search([("cron_id", "=", cron.id)])
-        self.paid_order()
-        self.paid_order()  # same transaction: 4 jobs, one trigger
-        self.assertEqual(len(self.Job.search([])), 4)
+        self.assertTrue(before, "paying queued jobs and triggered the dispatcher")
+        jobs = self.env["pos.order"]._qimen_queue([(order, "void") for order in orders])
+        self.assertEqual(len(jobs), 3)
+        self.assertFalse(Trigger.search([("cron_id", "=", cron.id)]) - before, "not before commit")
+        self.env.cr.precommit.run()
         new = Trigger.search([("cron_id", "=", cron.id)]) - before
-        self.assertEqual(len(new), 1)
+        self.assertEqual(len(new), 1, "three jobs, one trigger")
         self.assertLessEqual(new.call_at, fields.Datetime.now())
-        new.unlink()  # as if a savepoint holding it had been rolled back
-        self.paid_order()
-        self.assertEqual(
-            len(Trigger.search([("cron_id", "=", cron.id)]) - before),
-            1,
-            "queued again: triggered again",
+        self.assertFalse(
+            self.env["pos.order"]._qimen_queue([(orders[0], "void")]), "queued already"
         )
+        self.env.cr.precommit.run()
+        self.assertEqual(Trigger.search([("cron_id", "=", cron.id)]) - before, new, "nothing new")
 
     def test_retry_refuses_a_disabled_company(self):
         order = self.paid_order()
@@ -517,15 +519,15 @@ class TestOutboundQueue(QimenPosCase):
     def test_one_failing_order_does_not_cost_the_session_its_completions(self):
         first, second = self.paid_order(), self.paid_order()
         session = self.config.current_session_id
-        original = type(first)._qimen_on_session_closed
+        original = type(first)._qimen_payload
 
-        def close(orders):
-            if first in orders:
+        def payload(order, event):
+            if order == first and event == "complete":
                 raise ValueError("broken order")
-            return original(orders)
+            return original(order, event)
 
         with (
-            patch.object(type(first), "_qimen_on_session_closed", close),
+            patch.object(type(first), "_qimen_payload", payload),
             self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order", logging.ERROR),
         ):
             session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))
