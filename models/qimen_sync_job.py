@@ -11,7 +11,6 @@ from psycopg2.extras import Json
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.modules.registry import Registry
 from odoo.tools import SQL, config
 
 from ..const import (
@@ -323,7 +322,7 @@ class QimenSyncJob(models.Model):
         threads = [
             threading.Thread(
                 target=self._lane_thread,
-                args=(self.env.cr.dbname, claim_until, counts),
+                args=(self.pool, claim_until, counts),
                 name=f"qimen-sync-lane-{number}",
                 daemon=True,
             )
@@ -338,12 +337,18 @@ class QimenSyncJob(models.Model):
             _logger.warning("Qimen sync: %s lane(s) still waiting for the gateway", late)
         return sum(counts)
 
-    def _lane_thread(self, dbname, claim_until, counts):
+    def _lane_thread(self, registry, claim_until, counts):
         """A lane: its own cursor (a real transaction per claim and per outcome)."""
-        threading.current_thread().dbname = dbname  # for Odoo's log lines
+        threading.current_thread().dbname = registry.db_name  # for Odoo's log lines
         try:
-            with Registry(dbname).cursor() as cr:
-                env = api.Environment(cr, SUPERUSER_ID, {})
+            with registry.cursor() as cr:
+                # the registry is handed over: Registry(dbname), which a new environment
+                # would call, waits for the registry lock (held while Odoo loads, and
+                # while its test runner runs the tests)
+                cr.transaction = api.Transaction(registry)
+                # notifications (a dead job's to-do) are mailed by the mail queue, not by
+                # the sender after its commit
+                env = api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
                 counts.append(env["qimen.sync.job"]._lane(claim_until))
         except Exception:
             _logger.exception("Qimen sync: a sending lane stopped")
@@ -444,7 +449,8 @@ class QimenSyncJob(models.Model):
                     "+ 2 * COALESCE(NULLIF(company.qimen_read_timeout, 0), 15) + %s",
                     LEASE_MARGIN_SECONDS,
                 ),
-            )
+            ),
+            log_exceptions=False,  # a conflict with another lane is retried, not an error
         )
         row = self.env.cr.fetchone()
         if not row:
@@ -485,7 +491,8 @@ class QimenSyncJob(models.Model):
                 "AND lease_until = %s FOR UPDATE",
                 claim.job_id,
                 claim.lease_until,
-            )
+            ),
+            log_exceptions=False,
         )
         if not self.env.cr.fetchone():
             _logger.warning(

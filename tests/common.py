@@ -12,8 +12,19 @@ APP_KEY = "pos-app-1"
 APP_SECRET = "pos-secret-不可泄露-42"
 
 
+class LoopbackRequests:
+    """Let loopback calls (the sandbox gateway) through with the client's own (connect,
+    read) timeouts; Odoo 18's default handler cannot compare a timeout tuple."""
+
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
+            return _super_send(s, r, **kw)
+        return super()._request_handler(s, r, **kw)
+
+
 @tagged("post_install", "-at_install")
-class QimenPosCase(TestPoSCommon):
+class QimenPosCase(LoopbackRequests, TestPoSCommon):
     """A POS with Qimen sync configured against a sandbox gateway on 127.0.0.1."""
 
     @classmethod
@@ -44,14 +55,6 @@ class QimenPosCase(TestPoSCommon):
     def setUp(self):
         super().setUp()
         self.sandbox.clear()
-
-    @classmethod
-    def _request_handler(cls, s, r, /, **kw):
-        """Let loopback calls through with the client's own (connect, read) timeouts;
-        Odoo 18's default handler cannot compare a timeout tuple."""
-        if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
-            return _super_send(s, r, **kw)
-        return super()._request_handler(s, r, **kw)
 
     # helpers ---------------------------------------------------------------------------
     def paid_order(self, lines=None, **kwargs):

@@ -1,0 +1,242 @@
+# pylint: disable=print-used
+"""Outbound throughput and the due-job scan, measured side by side in one run.
+
+- the dispatcher (lanes with their own cursors, claims, leases, recorded outcomes) against
+  a raw client sending the same payloads with as many threads, through the same sandbox
+  gateway (a separate process with a set latency);
+- the due-job scan (the claim's query) with a million finished jobs in the table and
+  without.
+
+Run through bench/run; it prints human lines and ``@figure`` lines that bench/run tabulates.
+"""
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import odoo
+from odoo import SUPERUSER_ID, api, fields
+from odoo.tools import SQL
+
+from odoo.addons.pos_qimen_sync.qimen import QimenClient
+
+APP_KEY, SECRET = "bench-app", "bench-secret"
+
+
+def figure(name, left_label, left, right_label, right, goal):
+    ratio = left / right if right else float("nan")
+    print(f"@figure|{name}|{left_label}|{left:.4g}|{right_label}|{right:.4g}|{ratio:.3f}|{goal}")
+    return ratio
+
+
+def payloads(count):
+    """``count`` updates over count/2 orders (paid, then picked up), as the POS makes them."""
+    now = fields.Datetime.now()
+    result = []
+    for index in range(count // 2):
+        bill = f"BENCH-{time.time_ns() % 10**9}-{index:05d}"
+        for status, extra in (("1", {"confirm": "1"}), ("2", {"confirm": "1", "delivery": "1"})):
+            result.append(
+                {
+                    "orderBillCode": bill,
+                    "status": status,
+                    "customerid": "BENCH_SHOP",
+                    "confirmor": "收银员",
+                    "confirmDate": now,
+                    **extra,
+                    "extendProps": '{"event":"bench","shop":"门店"}',
+                }
+            )
+    for payload in result:
+        payload["confirmDate"] = fields.Datetime.to_string(payload["confirmDate"])
+    return result
+
+
+def raw_client(url, items, threads):
+    """Updates/s of a plain client: validate, sign, send, parse; ``threads`` at once."""
+    client = QimenClient(url, APP_KEY, SECRET, target_app_key="bench-erp")
+
+    def send(payload):
+        result = client.salesorder_update(payload)
+        assert result.ok, result.describe()
+
+    started = time.perf_counter()
+    if threads == 1:
+        for payload in items:
+            send(payload)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(send, items))
+    return len(items) / (time.perf_counter() - started)
+
+
+def dispatcher(registry, company_id, items, lanes):
+    """Updates/s of the dispatcher: the same payloads queued as jobs, then sent by
+    ``lanes`` lanes until none is due (what one cron run does)."""
+    event = {"1": "confirm", "2": "pickup"}
+    with registry.cursor() as cr:
+        rows = SQL(", ").join(
+            SQL(
+                "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, now() AT TIME ZONE 'UTC' - "
+                "interval '1 minute', false)",
+                company_id,
+                p["orderBillCode"],
+                event[p["status"]],
+                p["status"],
+                json.dumps(p),
+            )
+            for p in items
+        )
+        cr.execute(
+            SQL(
+                "INSERT INTO qimen_sync_job (company_id, bill_code, event, status, payload, "
+                "state, attempts, next_attempt, dead_notified) VALUES %s",
+                rows,
+            )
+        )
+    with registry.cursor() as cr:
+        jobs = api.Environment(cr, SUPERUSER_ID, {})["qimen.sync.job"]
+        started = time.perf_counter()
+        deadline = time.time() + 600
+        sent = jobs._run_lanes(deadline, deadline, lanes)
+        elapsed = time.perf_counter() - started
+        cr.execute("SELECT state, count(*) FROM qimen_sync_job GROUP BY state")
+        states = dict(cr.fetchall())
+        assert sent == len(items) and set(states) == {"done"}, (sent, states)
+        cr.execute("DELETE FROM qimen_sync_job")
+    return len(items) / elapsed
+
+
+def scan_ms(registry, repeat):
+    """Median milliseconds of the claim's due-job scan (rolled back each time)."""
+    times = []
+    with registry.cursor() as cr:
+        jobs = api.Environment(cr, SUPERUSER_ID, {})["qimen.sync.job"]
+        for _i in range(repeat):
+            query = SQL(
+                "%s LIMIT 1 FOR UPDATE OF job SKIP LOCKED",
+                jobs._due_query(fields.Datetime.now()),
+            )
+            started = time.perf_counter()
+            cr.execute(query)
+            assert cr.fetchone()
+            times.append((time.perf_counter() - started) * 1000)
+            cr.rollback()
+    return statistics.median(times)
+
+
+def fill(registry, company_id, pending, finished):
+    """``pending`` due jobs, and ``finished`` done/superseded/cancelled ones."""
+    with registry.cursor() as cr:
+        cr.execute("DELETE FROM qimen_sync_job")
+        cr.execute(
+            """INSERT INTO qimen_sync_job (company_id, bill_code, event, status, payload, state,
+                   attempts, next_attempt, dead_notified, date_done, write_date, create_date)
+               SELECT %(company)s, 'OLD-' || (i / 3),
+                      (ARRAY['confirm', 'pickup', 'complete'])[i %% 3 + 1], '1', '{}'::jsonb,
+                      (ARRAY['done', 'done', 'done', 'superseded', 'cancelled'])[i %% 5 + 1],
+                      1, NULL, false, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC',
+                      now() AT TIME ZONE 'UTC'
+                 FROM generate_series(1, %(finished)s) AS i""",
+            {"company": company_id, "finished": finished},
+        )
+        cr.execute(
+            """INSERT INTO qimen_sync_job (company_id, bill_code, event, status, payload, state,
+                   attempts, next_attempt, dead_notified)
+               SELECT %(company)s, 'DUE-' || i, 'confirm', '1', '{}'::jsonb, 'pending', 0,
+                      now() AT TIME ZONE 'UTC' - interval '1 minute', false
+                 FROM generate_series(1, %(pending)s) AS i""",
+            {"company": company_id, "pending": pending},
+        )
+    with registry.cursor() as cr:
+        cr._cnx.autocommit = True  # VACUUM cannot run in a transaction
+        cr.execute("VACUUM ANALYZE qimen_sync_job")
+        cr._cnx.autocommit = False
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("-d", "--database", required=True)
+    parser.add_argument("--sandbox-url", required=True)
+    parser.add_argument("--updates", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--finished", type=int, default=1_000_000)
+    args = parser.parse_args()
+    odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
+    registry = odoo.modules.registry.Registry(args.database)
+    threading.current_thread().dbname = args.database
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        company = env.ref("base.main_company")
+        company.write(
+            {
+                "qimen_enabled": True,
+                "qimen_gateway": "custom",
+                "qimen_custom_url": args.sandbox_url,
+                "qimen_app_key": APP_KEY,
+                "qimen_app_secret": SECRET,
+                "qimen_target_app_key": "bench-erp",
+                "qimen_customerid": "BENCH",
+            }
+        )
+        company_id = company.id
+        cr.execute("DELETE FROM qimen_sync_job")
+
+    runs = {"raw 1": [], "dispatcher 1": [], "raw N": [], "dispatcher N": []}
+    for _round in range(args.rounds):  # interleaved, so that drifts hit both sides
+        items = payloads(args.updates)
+        runs["raw 1"].append(raw_client(args.sandbox_url, items, 1))
+        runs["dispatcher 1"].append(dispatcher(registry, company_id, payloads(args.updates), 1))
+        runs["raw N"].append(raw_client(args.sandbox_url, items, args.threads))
+        runs["dispatcher N"].append(
+            dispatcher(registry, company_id, payloads(args.updates), args.threads)
+        )
+    rate = {name: statistics.median(values) for name, values in runs.items()}
+    n = args.threads
+    print(
+        f"outbound, {args.updates} updates over {args.updates // 2} orders, median of {args.rounds}"
+    )
+    for name, value in rate.items():
+        print(f"  {name.replace('N', str(n)):14}  {value:7.1f} updates/s")
+    figure(
+        f"dispatcher ({n} lanes) vs raw {n}-thread client, updates/s",
+        "dispatcher",
+        rate["dispatcher N"],
+        "raw client",
+        rate["raw N"],
+        ">= 0.8",
+    )
+    figure(
+        "dispatcher (1 lane) vs raw sequential client, updates/s",
+        "dispatcher",
+        rate["dispatcher 1"],
+        "raw client",
+        rate["raw 1"],
+        ">= 0.95",
+    )
+
+    fill(registry, company_id, pending=1000, finished=0)
+    empty = scan_ms(registry, 200)
+    fill(registry, company_id, pending=1000, finished=args.finished)
+    full = scan_ms(registry, 200)
+    print(f"due-job scan, 1000 due: {empty:.3f} ms without finished jobs")
+    print(f"due-job scan, 1000 due: {full:.3f} ms with {args.finished:,} finished jobs")
+    figure(
+        f"due-job scan, {args.finished:,} finished jobs vs none, ms",
+        f"{args.finished:,} finished",
+        full,
+        "none",
+        empty,
+        "<= 1.2",
+    )
+    with registry.cursor() as cr:
+        cr.execute("DELETE FROM qimen_sync_job")
+
+
+if __name__ == "__main__":
+    main()
