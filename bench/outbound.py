@@ -17,19 +17,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from common import figure
+
 import odoo
 from odoo import SUPERUSER_ID, api, fields
 from odoo.tools import SQL
 
-from odoo.addons.pos_qimen_sync.qimen import QimenClient
-
 APP_KEY, SECRET = "bench-app", "bench-secret"
-
-
-def figure(name, left_label, left, right_label, right, goal):
-    ratio = left / right if right else float("nan")
-    print(f"@figure|{name}|{left_label}|{left:.4g}|{right_label}|{right:.4g}|{ratio:.3f}|{goal}")
-    return ratio
 
 
 def payloads(count):
@@ -57,6 +51,8 @@ def payloads(count):
 
 def raw_client(url, items, threads):
     """Updates/s of a plain client: validate, sign, send, parse; ``threads`` at once."""
+    from odoo.addons.pos_qimen_sync.qimen import QimenClient  # importable once configured
+
     client = QimenClient(url, APP_KEY, SECRET, target_app_key="bench-erp")
 
     def send(payload):

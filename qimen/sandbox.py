@@ -177,10 +177,12 @@ class SandboxGateway:
             self.faults.append(fault)
         return fault
 
-    def clear(self):
+    def clear(self, faults_only=False):
+        """Forget the faults, and the calls received unless ``faults_only``."""
         with self._lock:
             self.faults.clear()
-            self.received.clear()
+            if not faults_only:
+                self.received.clear()
 
     def calls(self, verdict=None):
         """Received calls, optionally only those with ``verdict`` (accepted, rejected,
@@ -363,7 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, text.encode(), "text/plain; charset=utf-8")
 
     def do_DELETE(self):
-        self.sandbox.clear()
+        faults_only = urlsplit(self.path).path == "/_sandbox/faults"
+        self.sandbox.clear(faults_only=faults_only)
         self._send(200, b'{"cleared": true}', "application/json")
 
     def do_POST(self):
@@ -509,6 +512,7 @@ def main(argv=None):
     serve.add_argument(
         "--latency", type=float, default=0.0, help="seconds added to every answer (default 0)"
     )
+    serve.add_argument("--quiet", action="store_true", help="do not print each call")
     pushp = sub.add_parser("push", help="send a signed qimen.taobao.pos.update.salesorder")
     pushp.add_argument("--url", required=True, help="the store's callback URL")
     pushp.add_argument("--secret", required=True, help="the store's callback secret")
@@ -538,7 +542,7 @@ def main(argv=None):
             args.max_skew,
             args.timeout_delay,
             args.seed,
-            quiet=False,
+            quiet=args.quiet,
             latency=args.latency,
         )
         for spec in args.fault:

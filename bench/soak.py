@@ -1,0 +1,431 @@
+# pylint: disable=print-used
+"""Soak run: a real Odoo server sending ~2,000 order updates to a sandbox gateway that
+injects faults of every kind into 30 % of the calls (slow replies past the read timeout
+included), with lanes on, tills paying, voiding and refunding at once, two sessions
+closing while their orders are being sent, and the server killed (SIGKILL) and started
+again once. Then the faults stop, an operator retries what died for good, and the run
+counts what the ERP received: delivered, lost, reordered, duplicated, stuck, and the
+server's reloads. Run through bench/soak, which prepares the database and the gateway.
+"""
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+FAULTS = [
+    "timeout",
+    "slow",
+    "trickle",
+    "reset",
+    "http500",
+    "garbage",
+    "isp",
+    "failure",
+    "signature",
+    "isv",
+    "nul",
+]
+RELOAD_MARKS = ("Initiating server reload", "virtual real time limit", "WorkerCron timeout")
+
+
+class Server:
+    """The Odoo server under test, started with scripts/odoo-bin."""
+
+    def __init__(self, command, url, log):
+        self.command, self.url, self.log = command, url, log
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        for _i in range(240):
+            try:
+                requests.get(f"{self.url}/web/login", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.5)
+        raise RuntimeError("the server did not start")
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def reloads(self):
+        with open(self.log, encoding="utf-8", errors="replace") as log:
+            return sum(any(mark in line for mark in RELOAD_MARKS) for line in log)
+
+
+class Rpc:
+    """JSON-RPC as the admin; a call retries while the server is down (as a till does)."""
+
+    def __init__(self, url, db):
+        self.url, self.db, self.local = url, db, threading.local()
+        self.uid = self._call("common", "login", db, "admin", "admin")
+
+    def _call(self, service, method, *args):
+        session = getattr(self.local, "session", None) or requests.Session()
+        self.local.session = session
+        payload = {
+            "jsonrpc": "2.0",
+            "method": "call",
+            "params": {"service": service, "method": method, "args": args},
+        }
+        for _attempt in range(120):
+            try:
+                reply = session.post(f"{self.url}/jsonrpc", json=payload, timeout=120).json()
+            except (requests.RequestException, ValueError):
+                time.sleep(1)  # the server is down or restarting
+                continue
+            if "error" in reply:
+                raise RuntimeError(json.dumps(reply["error"])[:2000])
+            return reply["result"]
+        raise RuntimeError(f"{service}.{method}: the server did not come back")
+
+    def __call__(self, model, method, *args, **kwargs):
+        return self._call(
+            "object", "execute_kw", self.db, self.uid, "admin", model, method, args, kwargs
+        )
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.sandbox = args.sandbox.rstrip("/")
+        self.server = Server([*args.server_command.split("\x1f")], args.url, args.server_log)
+        self.expected = defaultdict(set)  # bill code -> events the store made
+        self.lock = threading.Lock()
+        self.index = 0
+
+    # -- setting up -------------------------------------------------------------------
+    def configure(self):
+        rpc = self.rpc
+        rpc(
+            "res.company",
+            "write",
+            [self.company_id],
+            {
+                "qimen_enabled": True,
+                "qimen_gateway": "custom",
+                "qimen_custom_url": f"{self.sandbox}/router/qm",
+                "qimen_app_key": "soak-app",
+                "qimen_app_secret": "soak-secret",
+                "qimen_target_app_key": "soak-erp",
+                "qimen_customerid": "SOAK",
+                "qimen_connect_timeout": 1.0,
+                "qimen_read_timeout": 2.0,
+                "qimen_max_attempts": 10,
+            },
+        )
+        for key, value in (("lanes", "4"), ("retry_base_seconds", "2")):
+            rpc("ir.config_parameter", "set_param", f"pos_qimen_sync.{key}", value)
+        requests.delete(f"{self.sandbox}/_sandbox/requests", timeout=10)
+        rate = 1 - (1 - self.args.fault_rate) ** (1 / len(FAULTS))  # any fault: fault_rate
+        for kind in FAULTS:
+            requests.post(
+                f"{self.sandbox}/_sandbox/faults", json={"kind": kind, "rate": rate}, timeout=10
+            ).raise_for_status()
+
+    def open_session(self):
+        rpc = self.rpc
+        rpc("pos.config", "open_ui", [self.config_id])
+        session = rpc(
+            "pos.session",
+            "search",
+            [("config_id", "=", self.config_id), ("state", "!=", "closed")],
+        )[0]
+        rpc("pos.session", "set_opening_control", [session], 0, "soak")
+        return session
+
+    def close_session(self, session):
+        rpc = self.rpc
+        orders = rpc("pos.order", "search_read", [("session_id", "=", session)], ["amount_paid"])
+        cash = sum(o["amount_paid"] for o in orders)
+        rpc("pos.session", "post_closing_cash_details", [session], cash)
+        result = rpc("pos.session", "close_session_from_ui", [session])
+        assert result.get("successful", True), result
+
+    # -- the tills --------------------------------------------------------------------
+    def order_data(self, session, state="paid"):
+        with self.lock:
+            self.index += 1
+            index = self.index
+        name = f"Order soak-{self.run_id}-{index:05d}"
+        price = self.product["lst_price"]
+        return {
+            "uuid": str(uuid.uuid4()),
+            "name": name,
+            "session_id": session,
+            "user_id": self.rpc.uid,
+            "pricelist_id": self.pricelist_id,
+            "partner_id": False,
+            "sequence_number": index,
+            "amount_paid": price if state == "paid" else 0,
+            "amount_total": price,
+            "amount_tax": 0,
+            "amount_return": 0,
+            "state": state,
+            "to_invoice": False,
+            "date_order": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "fiscal_position_id": False,
+            "last_order_preparation_change": "{}",
+            "lines": [
+                [
+                    0,
+                    0,
+                    {
+                        "product_id": self.product["id"],
+                        "qty": 1,
+                        "price_unit": price,
+                        "price_subtotal": price,
+                        "price_subtotal_incl": price,
+                        "discount": 0,
+                        "tax_ids": [[6, 0, []]],
+                        "uuid": str(uuid.uuid4()),
+                    },
+                ]
+            ],
+            "payment_ids": [
+                [0, 0, {"amount": price, "name": "soak", "payment_method_id": self.cash_id}]
+            ]
+            if state == "paid"
+            else [],
+        }
+
+    def sell(self, session, index):
+        """One till action: mostly a paid order; every 10th a saved draft then voided."""
+        state = "draft" if index % 10 == 9 else "paid"
+        data = self.order_data(session, state)
+        result = self.rpc("pos.order", "sync_from_ui", [data])
+        order = result["pos.order"][0]
+        if state == "draft":
+            self.rpc("pos.order", "action_pos_order_cancel", [order["id"]])
+            self.expect(data["name"], "void")
+        else:
+            self.expect(data["name"], "confirm", "pickup")
+        return order["id"] if state == "paid" else None
+
+    def refund(self, order_id, name):
+        action = self.rpc("pos.order", "refund", [order_id])
+        refund_id = action["res_id"]
+        amount = self.rpc("pos.order", "read", [refund_id], ["amount_total"])[0]["amount_total"]
+        context = {"active_id": refund_id, "active_ids": [refund_id]}
+        wizard = self.rpc(
+            "pos.make.payment",
+            "create",
+            {"amount": amount, "payment_method_id": self.cash_id},
+            context=context,
+        )
+        self.rpc("pos.make.payment", "check", [wizard], context=context)
+        self.expect(name, "void")
+
+    def expect(self, bill, *events):
+        with self.lock:
+            self.expected[bill].update(events)
+
+    def load_session(self, count, kill_after=None):
+        """``count`` till actions on ``tills`` tills at once, a tenth of the paid orders
+        refunded; the server is killed and restarted after ``kill_after`` actions."""
+        session = self.open_session()
+        paid = []
+        done = [0]
+
+        def till(index):
+            order_id = self.sell(session, index)
+            with self.lock:
+                done[0] += 1
+                if order_id:
+                    paid.append(order_id)
+                if kill_after and done[0] == kill_after:
+                    print(f"  killing the server (SIGKILL) after {kill_after} orders", flush=True)
+                    self.server.kill()
+                    self.kills += 1
+                    threading.Thread(target=self.server.start, daemon=True).start()
+
+        with ThreadPoolExecutor(self.args.tills) as pool:
+            list(pool.map(till, range(count)))
+        names = {
+            o["id"]: o["pos_reference"]
+            for o in self.rpc("pos.order", "read", paid[: len(paid) // 10], ["pos_reference"])
+        }
+        for order_id, name in names.items():
+            self.refund(order_id, name)
+        return session, paid
+
+    # -- the run ----------------------------------------------------------------------
+    def run(self):
+        self.run_id = uuid.uuid4().hex[:4]
+        self.kills = 0
+        started = time.monotonic()
+        self.server.start()
+        self.rpc = Rpc(self.args.url, self.args.db)
+        self.company_id = self.rpc("res.users", "read", [self.rpc.uid], ["company_id"])[0][
+            "company_id"
+        ][0]
+        self.config_id = self.rpc(
+            "pos.config", "search", [("company_id", "=", self.company_id)], limit=1
+        )[0]
+        config = self.rpc(
+            "pos.config", "read", [self.config_id], ["pricelist_id", "payment_method_ids"]
+        )[0]
+        self.pricelist_id = config["pricelist_id"][0]
+        self.cash_id = self.rpc(
+            "pos.payment.method",
+            "search",
+            [("id", "in", config["payment_method_ids"]), ("is_cash_count", "=", True)],
+            limit=1,
+        )[0]
+        self.product = self.rpc(
+            "product.product",
+            "search_read",
+            [("available_in_pos", "=", True), ("list_price", ">", 0)],
+            ["lst_price"],
+            limit=1,
+        )[0]
+        self.rpc("pos.config", "write", [self.config_id], {"qimen_customerid": "SOAK_SHOP"})
+        self.configure()
+        half = self.args.orders // 2
+        print(
+            f"soak {self.run_id}: {self.args.orders} till actions on {self.args.tills} tills, "
+            f"{self.args.fault_rate:.0%} faults of {len(FAULTS)} kinds",
+            flush=True,
+        )
+        first, _paid = self.load_session(half)
+        print("  closing the first session while its orders are being sent", flush=True)
+        closing = threading.Thread(target=self.close_session, args=(first,))
+        closing.start()
+        second, _paid = self.load_session(self.args.orders - half, kill_after=half // 3)
+        closing.join()
+        self.close_session(second)
+        self.expect_completions()
+        print("  waiting for the queue to drain (faults on)", flush=True)
+        self.wait_until(lambda states: not states & {"pending", "sending", "failed"})
+        requests.delete(f"{self.sandbox}/_sandbox/faults", timeout=10)
+        dead = self.rpc("qimen.sync.job", "search", [("state", "=", "dead")])
+        print(f"  faults off; an operator retries the {len(dead)} updates that died", flush=True)
+        if dead:
+            self.rpc("qimen.sync.job", "action_retry", dead)
+        self.wait_until(lambda states: not states & {"pending", "sending", "failed", "dead"})
+        failed = self.report(time.monotonic() - started)
+        self.server.stop()
+        return failed
+
+    def expect_completions(self):
+        """Paid orders of a closed session are completed, unless voided."""
+        orders = self.rpc(
+            "pos.order",
+            "search_read",
+            [
+                ("pos_reference", "like", f"soak-{self.run_id}-"),
+                ("state", "in", ["done", "invoiced"]),
+            ],
+            ["pos_reference", "refunded_order_id", "qimen_cancelled"],
+        )
+        for order in orders:
+            if not order["qimen_cancelled"] and not order["refunded_order_id"]:
+                self.expect(order["pos_reference"], "complete")
+
+    def wait_until(self, condition, timeout=900):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = self.rpc("qimen.sync.job", "search_read", [], ["state"])
+            if condition({job["state"] for job in jobs}):
+                return
+            time.sleep(2)
+        print("  (timed out waiting)", flush=True)
+
+    def report(self, seconds):
+        jobs = self.rpc(
+            "qimen.sync.job", "search_read", [], ["bill_code", "event", "state"], order="id"
+        )
+        calls = requests.get(f"{self.sandbox}/_sandbox/requests", timeout=60).json()
+        delivered_calls = defaultdict(list)  # bill -> [(arrival, event)]
+        faults = Counter()
+        for arrival, call in enumerate(calls):
+            if call["fault"]:
+                faults[call["fault"]] += 1
+            if call["verdict"] != "accepted":
+                continue
+            event = json.loads(call["params"]["extendProps"])["event"]
+            delivered_calls[call["params"]["orderBillCode"]].append((arrival, event))
+        job_id = {(j["bill_code"], j["event"]): j["id"] for j in jobs if j["state"] == "done"}
+        deliveries = Counter(
+            (bill, event) for bill, seen in delivered_calls.items() for _a, event in seen
+        )
+        delivered = sum(1 for key in job_id if deliveries[key])
+        lost_sent = sum(1 for key in job_id if not deliveries[key])
+        by_key = {(j["bill_code"], j["event"]) for j in jobs}
+        superseded = {(j["bill_code"], j["event"]) for j in jobs if j["state"] == "superseded"}
+        never_queued = sum(
+            1
+            for bill, events in self.expected.items()
+            for event in events
+            if (bill, event) not in by_key
+        )
+        reordered = 0
+        for bill, seen in delivered_calls.items():
+            newest = 0
+            for _arrival, event in seen:
+                current = job_id.get((bill, event), 0)
+                if current < newest:
+                    reordered += 1
+                newest = max(newest, current)
+        duplicated = sum(count - 1 for count in deliveries.values() if count > 1)
+        stuck = sum(1 for j in jobs if j["state"] in ("pending", "sending", "failed", "dead"))
+        states = Counter(j["state"] for j in jobs)
+        print(f"\nsoak {self.run_id} done in {seconds:.0f}s")
+        print(
+            f"  updates queued      {len(jobs)} ({dict(states)}), over {len(self.expected)} orders"
+        )
+        print(f"  gateway calls       {len(calls)}, faults injected: {dict(faults)}")
+        print(f"  superseded by a void (sent in it): {len(superseded)}")
+        print(f"  server killed on purpose: {self.kills}")
+        print("")
+        print(f"  delivered   {delivered}")
+        print(f"  lost        {lost_sent + never_queued}")
+        print(f"  reordered   {reordered}")
+        print(
+            f"  duplicated  {duplicated}   (applied by the ERP but answered too late: sent again)"
+        )
+        print(f"  stuck       {stuck}")
+        print(f"  reloads     {self.server.reloads()}")
+        failed = lost_sent + never_queued + reordered + stuck + self.server.reloads()
+        print("  verdict     " + ("OK" if not failed and delivered else "FAILED"))
+        return failed
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--sandbox", required=True)
+    parser.add_argument("--server-command", required=True, help="argv joined by \\x1f")
+    parser.add_argument("--server-log", required=True)
+    parser.add_argument("--orders", type=int, default=660)
+    parser.add_argument("--tills", type=int, default=4)
+    parser.add_argument("--fault-rate", type=float, default=0.3)
+    args = parser.parse_args()
+    soak = Soak(args)
+    try:
+        return 1 if soak.run() else 0
+    finally:
+        if soak.server.process and soak.server.process.poll() is None:
+            soak.server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
