@@ -14,6 +14,8 @@ from odoo.tools.sql import column_exists, create_column
 from ..const import (
     ERP_STATUS_SELECTION,
     EVENT_STATUS,
+    JOB_STATE_SELECTION,
+    ORDER_EVENTS,
     ORDER_WIRE_FIELDS,
     VOID_TYPE_SELECTION,
 )
@@ -533,3 +535,43 @@ class PosOrder(models.Model):
         if not jobs:
             raise UserError(self.env._("There is no update of this order waiting to be sent."))
         return jobs.action_retry()
+
+    # -- back office: what each update became -------------------------------------------
+    # Non-stored, computed in one pass over the order's jobs, for the order form only.
+    qimen_sent_confirm_state = fields.Selection(
+        JOB_STATE_SELECTION, "Paid: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_confirm_date = fields.Datetime(
+        "Paid: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_pickup_state = fields.Selection(
+        JOB_STATE_SELECTION, "Picked up: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_pickup_date = fields.Datetime(
+        "Picked up: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_void_state = fields.Selection(
+        JOB_STATE_SELECTION, "Voided: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_void_date = fields.Datetime(
+        "Voided: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_complete_state = fields.Selection(
+        JOB_STATE_SELECTION, "Completed: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_complete_date = fields.Datetime(
+        "Completed: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+
+    @api.depends("qimen_job_ids.state", "qimen_job_ids.date_done")
+    def _compute_qimen_sent(self):
+        for order in self:
+            latest = {}  # event -> its live job, else its latest superseded or cancelled one
+            for job in order.qimen_job_ids.sorted("id"):
+                known = latest.get(job.event)
+                if not known or known.state in ("superseded", "cancelled"):
+                    latest[job.event] = job
+            for event in ORDER_EVENTS:
+                job = latest.get(event)
+                order[f"qimen_sent_{event}_state"] = job.state if job else False
+                order[f"qimen_sent_{event}_date"] = job.date_done if job else False

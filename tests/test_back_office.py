@@ -36,7 +36,7 @@ class TestBackOffice(QimenPosCase):
         for name in (
             "qimen_sync_state",
             "qimen_sync_attempts",
-            "qimen_last_sync",
+            "qimen_sent_confirm_date",  # per update: "Last Acknowledged" is not shown
             "qimen_last_error",
             "qimen_bill_code",
             "qimen_erp_status",
