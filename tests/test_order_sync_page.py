@@ -1,6 +1,7 @@
 from lxml import etree
 
 from odoo.tests import tagged
+from odoo.tools.safe_eval import safe_eval
 
 from .common import QimenPosCase
 
@@ -78,4 +79,30 @@ class TestOrderSyncPage(QimenPosCase):
         self.assertEqual(
             (sent["confirm"][0], sent["pickup"][0], sent["void"][0]),
             ("superseded", "superseded", "pending"),
+        )
+
+    def test_the_list_and_filters_show_what_the_erp_reported(self):
+        voided, finished, silent = self.paid_order(), self.paid_order(), self.paid_order()
+        voided.with_context(qimen_from_erp=True).write({"qimen_erp_status": "3"})
+        finished.with_context(qimen_from_erp=True).write({"qimen_erp_status": "4"})
+        orders = voided | finished | silent
+        column = self.arch("pos.order", "list").xpath("//field[@name='qimen_erp_status']")[0]
+        self.assertEqual(
+            (column.get("widget"), column.get("optional"), column.get("string")),
+            ("badge", "show", "Reported by the ERP"),
+        )
+        self.assertEqual(column.get("decoration-danger"), "qimen_erp_status == '3'")
+        search = self.arch("pos.order", "search")
+        for name, expected in (("qimen_erp_voided", voided), ("qimen_erp_finished", finished)):
+            domain = safe_eval(search.xpath(f"//filter[@name='{name}']/@domain")[0])
+            found = self.env["pos.order"].search([("id", "in", orders.ids), *domain])
+            self.assertEqual(found, expected, name)
+        group_by = search.xpath("//filter[@name='qimen_group_erp_status']/@context")[0]
+        self.assertEqual(safe_eval(group_by), {"group_by": "qimen_erp_status"})
+        groups = self.env["pos.order"].read_group(
+            [("id", "in", orders.ids)], ["qimen_erp_status"], ["qimen_erp_status"]
+        )
+        self.assertEqual(
+            {group["qimen_erp_status"]: group["qimen_erp_status_count"] for group in groups},
+            {"3": 1, "4": 1, False: 1},
         )
