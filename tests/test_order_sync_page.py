@@ -118,6 +118,16 @@ class TestOrderSyncPage(QimenPosCase):
             {"3": 1, "4": 1, False: 1},
         )
 
+    def test_queue_rows_offer_only_the_actions_that_apply(self):
+        rows = self.arch("qimen.sync.job", "list").xpath("/list/button")
+        self.assertEqual(
+            {(b.get("name"), b.get("invisible")) for b in rows},
+            {
+                ("action_retry", "state not in ('failed', 'dead', 'cancelled')"),
+                ("action_cancel", "state not in ('pending', 'failed', 'dead')"),
+            },
+        )
+
 
 @tagged("post_install", "-at_install")
 class TestBillCodeLock(QimenPosCase):
