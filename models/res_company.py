@@ -159,7 +159,7 @@ class ResCompany(models.Model):
             url=self._qimen_gateway_url(),
             detail=result.describe() or self.env._("OK"),
         )
-        return verdict, f"{answered} {tested}"
+        return verdict, f"{answered.rstrip('.')}. {tested}"
 
     def _qimen_tested_customerid(self, config):
         """The customerid the shop ``config`` sends, and a sentence saying whose it is."""
