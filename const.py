@@ -26,6 +26,17 @@ ERP_STATUS_SELECTION = [
     ("5", "Other"),
 ]
 VOID_TYPE_SELECTION = [("0", "Customer return"), ("1", "Other reason")]
+JOB_STATE_SELECTION = [
+    ("pending", "Pending"),
+    ("sending", "Sending"),
+    ("failed", "Failed, will retry"),
+    ("done", "Done"),
+    ("dead", "Dead"),
+    ("superseded", "Superseded"),
+    ("cancelled", "Cancelled"),
+]
+# Order events in the order they happen, as the back office lists them.
+ORDER_EVENTS = ("confirm", "pickup", "void", "complete")
 
 # Order fields -> wire names they are sent as.
 ORDER_WIRE_FIELDS = {

@@ -14,6 +14,8 @@ from odoo.tools.sql import column_exists, create_column
 from ..const import (
     ERP_STATUS_SELECTION,
     EVENT_STATUS,
+    JOB_STATE_SELECTION,
+    ORDER_EVENTS,
     ORDER_WIRE_FIELDS,
     VOID_TYPE_SELECTION,
 )
@@ -33,7 +35,8 @@ class PosOrder(models.Model):
         readonly=False,
         index=True,
         copy=False,
-        help="Sent as orderBillCode; the POS reference unless the order came from the ERP.",
+        help="Sent as orderBillCode; the POS reference unless the order came from the ERP. "
+        "It cannot change once an update of the order went out: the ERP knows the order by it.",
     )
     qimen_job_ids = fields.One2many("qimen.sync.job", "order_id", string="Sync Jobs")
     qimen_callback_ids = fields.One2many("qimen.callback.log", "order_id", string="ERP Callbacks")
@@ -194,6 +197,7 @@ class PosOrder(models.Model):
         return order_id
 
     def write(self, vals):
+        self._qimen_check_bill_code_change(vals)
         res = super().write(vals)
         if vals.get("state") == "cancel" and not self.env.context.get("qimen_from_erp"):
             self._qimen_safely(self._qimen_on_cancel)
@@ -533,3 +537,159 @@ class PosOrder(models.Model):
         if not jobs:
             raise UserError(self.env._("There is no update of this order waiting to be sent."))
         return jobs.action_retry()
+
+    # -- back office: what each update became, and the bill code lock ---------------------
+    # Non-stored, computed in one pass over the order's jobs, for the order form only.
+    qimen_sent_confirm_state = fields.Selection(
+        JOB_STATE_SELECTION, "Paid: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_confirm_date = fields.Datetime(
+        "Paid: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_pickup_state = fields.Selection(
+        JOB_STATE_SELECTION, "Picked up: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_pickup_date = fields.Datetime(
+        "Picked up: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_void_state = fields.Selection(
+        JOB_STATE_SELECTION, "Voided: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_void_date = fields.Datetime(
+        "Voided: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_complete_state = fields.Selection(
+        JOB_STATE_SELECTION, "Completed: Sent", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_sent_complete_date = fields.Datetime(
+        "Completed: Acknowledged On", compute="_compute_qimen_sent", compute_sudo=True
+    )
+    qimen_bill_code_locked = fields.Boolean(
+        "ERP Bill Code Locked",
+        compute="_compute_qimen_sent",
+        compute_sudo=True,
+        help="An update of the order went out: the ERP knows the order by its bill code.",
+    )
+
+    @api.depends(
+        "qimen_job_ids.state",
+        "qimen_job_ids.date_done",
+        "qimen_job_ids.last_request",
+        "qimen_erp_status",
+        "qimen_config_error",
+        "qimen_confirm",
+        "qimen_delivery",
+        "qimen_cancelled",
+        "qimen_finished",
+    )
+    def _compute_qimen_sent(self):
+        for order in self:
+            latest = {}  # event -> its live job, else its latest superseded or cancelled one
+            went_out = False
+            for job in order.qimen_job_ids.sorted("id"):
+                went_out = went_out or job.state in ("sending", "done") or bool(job.last_request)
+                known = latest.get(job.event)
+                if not known or known.state in ("superseded", "cancelled"):
+                    latest[job.event] = job
+            for event in ORDER_EVENTS:
+                job = latest.get(event)
+                order[f"qimen_sent_{event}_state"] = job.state if job else False
+                order[f"qimen_sent_{event}_date"] = job.date_done if job else False
+            # The retention period deletes sent jobs: an event the order records with no
+            # job left went out (unless it was never queued, for lack of settings).
+            deleted = order._qimen_recorded_events() - set(latest)
+            order.qimen_bill_code_locked = bool(
+                went_out or order.qimen_erp_status or (deleted and not order.qimen_config_error)
+            )
+
+    def _qimen_recorded_events(self):
+        """The events the store recorded on the order (each one queued an update)."""
+        self.ensure_one()
+        recorded = {
+            "confirm": self.qimen_confirm in ("1", "2"),
+            "pickup": self.qimen_delivery == "1",
+            "void": self.qimen_cancelled,
+            "complete": self.qimen_finished,
+        }
+        return {event for event, happened in recorded.items() if happened}
+
+    def _qimen_check_bill_code_change(self, vals):
+        """The ERP knows an order by its bill code: once an update went out, changing the
+        code would make it a new order in the ERP. Before, the code may change, and the
+        updates queued with the old one are queued again with the new one."""
+        if "qimen_bill_code" not in vals:
+            return
+        new_code = vals["qimen_bill_code"]
+        changing = self.filtered(lambda o: o.qimen_bill_code and o.qimen_bill_code != new_code)
+        if not changing:
+            return
+        locked = changing.filtered("qimen_bill_code_locked")
+        if locked:
+            raise UserError(
+                self.env._(
+                    "The ERP bill code of %(orders)s cannot be changed: an update of the order "
+                    "already went out, and the ERP knows the order by %(codes)s. Changing it "
+                    "would create another order in the ERP.",
+                    orders=", ".join(locked.mapped("name")),
+                    codes=", ".join(locked.mapped("qimen_bill_code")),
+                )
+            )
+        jobs = changing.qimen_job_ids
+        if not new_code:
+            if jobs:
+                raise UserError(
+                    self.env._("An order with updates queued for the ERP needs a bill code.")
+                )
+            return
+        if len(changing) > 1:
+            raise UserError(self.env._("Each order needs a bill code of its own."))
+        changing._qimen_check_bill_code_free(new_code)
+        if jobs:
+            changing._qimen_rekey_jobs(jobs, new_code)
+
+    def _qimen_check_bill_code_free(self, code):
+        """Two orders of a company with one bill code would be one order in the ERP."""
+        self.ensure_one()
+        company = self.company_id
+        other = self.sudo().search(
+            [
+                ("company_id", "=", company.id),
+                ("qimen_bill_code", "=", code),
+                ("id", "!=", self.id),
+            ],
+            limit=1,
+        )
+        used_by_jobs = (
+            self.env["qimen.sync.job"]
+            .sudo()
+            .search_count(
+                [
+                    ("company_id", "=", company.id),
+                    ("bill_code", "=", code),
+                    ("order_id", "!=", self.id),
+                ],
+                limit=1,
+            )
+        )
+        if other or used_by_jobs:
+            raise UserError(
+                self.env._(
+                    "The ERP bill code %(code)s is already used by %(order)s.",
+                    code=code,
+                    order=other.name or self.env._("another order's updates"),
+                )
+            )
+
+    @api.model
+    def _qimen_rekey_jobs(self, jobs, code):
+        """Queued updates that never went out are sent with the new bill code. The rows
+        are locked first: a sender skips them until this transaction ends, and one that
+        claimed a job since this transaction began makes the lock fail with a
+        serialization error, which Odoo retries from the start (the change is then
+        refused, since the update went out)."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL("SELECT id FROM qimen_sync_job WHERE id IN %s FOR UPDATE", tuple(jobs.ids))
+        )
+        for job in jobs.sudo():
+            job.write({"bill_code": code, "payload": dict(job.payload or {}, orderBillCode=code)})

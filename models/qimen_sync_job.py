@@ -19,6 +19,7 @@ from ..const import (
     FINISHED_JOB_STATES,
     GC_BATCH,
     GC_SECONDS,
+    JOB_STATE_SELECTION,
     LEASE_MARGIN_SECONDS,
     MAX_CLAIM_SECONDS,
     RETRY_BASE_SECONDS,
@@ -119,15 +120,7 @@ class QimenSyncJob(models.Model):
     status = fields.Char(compute="_compute_status", store=True, help="Qimen status sent")
     payload = fields.Json("Parameters", readonly=True, help="Business parameters to send")
     state = fields.Selection(
-        [
-            ("pending", "Pending"),
-            ("sending", "Sending"),
-            ("failed", "Failed, will retry"),
-            ("done", "Done"),
-            ("dead", "Dead"),
-            ("superseded", "Superseded"),
-            ("cancelled", "Cancelled"),
-        ],
+        JOB_STATE_SELECTION,
         default="pending",
         required=True,
         index=True,

@@ -132,32 +132,56 @@ class ResCompany(models.Model):
             return (custom or "").strip()
         return GATEWAY_PRESETS[gateway]
 
-    def _qimen_test_connection(self):
+    def _qimen_test_connection(self, config=None):
         """One signed call that changes no real order: a confirmation of a bill code that
-        cannot exist. Return ``(verdict, detail)``, verdict one of accepted, rejected,
-        unreachable, incomplete."""
+        cannot exist, with the ``customerid`` that the shop ``config`` sends (the company's
+        when no shop is given). Return ``(verdict, detail)``, verdict one of accepted,
+        rejected, unreachable, incomplete; the detail says which customerid was tested."""
         self.ensure_one()
+        customerid, tested = self._qimen_tested_customerid(config)
         problems = self._qimen_config_problems()
+        if not customerid:
+            problems.append(self.env._("customer ID (customerid) of the shop or company"))
         if problems:
             return "incomplete", self.env._("Missing: %s.", ", ".join(problems))
         values = {
             "orderBillCode": "QIMEN-CONNECTION-TEST-%s"
             % fields.Datetime.now().strftime("%Y%m%d%H%M%S"),
             "status": STATUS_CONFIRM,
-            "customerid": self.qimen_customerid
-            or self.env["pos.config"]
-            .search([("company_id", "=", self.id), ("qimen_customerid", "!=", False)], limit=1)
-            .qimen_customerid
-            or "CONNECTION-TEST",
+            "customerid": customerid,
             "confirm": "0",
             "extendProps": {"connectionTest": True},
         }
         result = self._qimen_client().salesorder_update(values)
         verdict = connection_verdict(result)
-        detail = result.describe() or self.env._("OK")
-        return verdict, self.env._(
-            "%(url)s answered: %(detail)s", url=self._qimen_gateway_url(), detail=detail
+        answered = self.env._(
+            "%(url)s answered: %(detail)s",
+            url=self._qimen_gateway_url(),
+            detail=result.describe() or self.env._("OK"),
         )
+        return verdict, f"{answered.rstrip('.')}. {tested}"
+
+    def _qimen_tested_customerid(self, config):
+        """The customerid the shop ``config`` sends, and a sentence saying whose it is."""
+        self.ensure_one()
+        own = config and config.qimen_customerid
+        customerid = own or self.qimen_customerid
+        if own:
+            tested = self.env._(
+                "Tested with the customerid of the shop %(shop)s: %(customerid)s.",
+                shop=config.name,
+                customerid=customerid,
+            )
+        elif config:
+            tested = self.env._(
+                "Tested with the company's customerid, as the shop %(shop)s has none of its "
+                "own: %(customerid)s.",
+                shop=config.name,
+                customerid=customerid,
+            )
+        else:
+            tested = self.env._("Tested with the company's customerid: %s.", customerid)
+        return customerid, tested
 
     def _qimen_config_problems(self):
         """What is missing for sending, as texts for the user (empty when complete)."""

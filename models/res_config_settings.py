@@ -71,10 +71,12 @@ class ResConfigSettings(models.TransientModel):
             settings.qimen_callback_url = base_url.rstrip("/") + CALLBACK_ROUTE
 
     def action_qimen_test_connection(self):
-        """Save the settings, then make one signed call with them."""
+        """Save the settings, then make one signed call with them, with the customerid
+        of the shop selected on the settings page (what that shop's orders send)."""
         self.ensure_one()
         self.execute()
-        verdict, detail = self.company_id._qimen_test_connection()
+        config = self.pos_config_id.filtered(lambda c: c.company_id == self.company_id)
+        verdict, detail = self.company_id._qimen_test_connection(config)
         titles = {
             "accepted": (self.env._("Reachable and accepted"), "success"),
             "rejected": (self.env._("Credentials or signature rejected"), "danger"),

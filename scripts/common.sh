@@ -9,6 +9,9 @@ PG_DIR=$STATE/pg
 PG_SOCK=$STATE/pg/socket
 PG_ROLE=odoo
 PY=${PYTHON:-python3}
+# Odoo is started through this launcher, as its own odoo-bin does: a self-reload (a time
+# or memory limit, a module installed from the UI) re-executes it, which `-m odoo` fails.
+ODOO_BIN=$ROOT/scripts/odoo-bin
 if [ -n "${ODOO_PATH:-}" ]; then
   export PYTHONPATH="$ODOO_PATH${PYTHONPATH:+:$PYTHONPATH}"
 fi
@@ -129,8 +132,16 @@ template_db() {  # a database with point_of_sale installed, built once and copie
   say "building template database $name (point_of_sale, demo=$demo); done once" >&2
   local flags=(--without-demo=all)
   [ "$demo" = demo ] && flags=()
-  "$PY" -m odoo -c "$conf" -d "$name" -i point_of_sale "${flags[@]}" --stop-after-init \
+  "$PY" "$ODOO_BIN" -c "$conf" -d "$name" -i point_of_sale "${flags[@]}" --stop-after-init \
     --log-level=warn --logfile="$STATE/$name.log" || { echo "template build failed, see $STATE/$name.log" >&2; return 1; }
   touch "$STATE/$name.ok"
   echo "$name"
+}
+
+port_free() {  # nothing listens on 127.0.0.1:$1
+  "$PY" -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0)' "$1"
+}
+
+free_port() {  # a TCP port free on 127.0.0.1 now, chosen by the system
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -36,7 +36,7 @@ class TestBackOffice(QimenPosCase):
         for name in (
             "qimen_sync_state",
             "qimen_sync_attempts",
-            "qimen_last_sync",
+            "qimen_sent_confirm_date",  # per update: "Last Acknowledged" is not shown
             "qimen_last_error",
             "qimen_bill_code",
             "qimen_erp_status",
@@ -151,9 +151,13 @@ class TestBackOffice(QimenPosCase):
         )
         self.assertTrue(reread.qimen_callback_url.endswith("/qimen/callback"))
 
-    def _test_connection(self, **company_values):
+    def _test_connection(self, config=None, **company_values):
         self.company.write(company_values)
-        settings = self.env["res.config.settings"].with_company(self.company).create({})
+        settings = (
+            self.env["res.config.settings"]
+            .with_company(self.company)
+            .create({"pos_config_id": (config or self.config).id})
+        )
         return settings.action_qimen_test_connection()["params"]
 
     def test_connection_three_outcomes(self):
@@ -161,7 +165,8 @@ class TestBackOffice(QimenPosCase):
         self.assertEqual((params["type"], params["title"]), ("success", "Reachable and accepted"))
         call = self.sandbox.calls("accepted")[0]
         self.assertTrue(call.params["orderBillCode"].startswith("QIMEN-CONNECTION-TEST-"))
-        self.assertEqual(call.params["customerid"], "COMPANY_ERP")
+        self.assertEqual(call.params["customerid"], "STORE_ERP_01", "the selected shop's own")
+        self.assertIn(f"of the shop {self.config.name}: STORE_ERP_01", params["message"])
         self.assertFalse(self.Job.search([]), "no order job is created or changed")
 
         params = self._test_connection(qimen_app_secret="not-the-secret")
@@ -178,6 +183,19 @@ class TestBackOffice(QimenPosCase):
 
         params = self._test_connection(qimen_app_key=False)
         self.assertEqual(params["title"], "Settings incomplete")
+
+    def test_connection_tests_the_customerid_of_the_selected_shop(self):
+        other_shop = self.config.copy({"name": "Shop Without Its Own", "qimen_customerid": False})
+        params = self._test_connection(other_shop)
+        self.assertEqual(params["type"], "success")
+        self.assertEqual(self.sandbox.calls("accepted")[-1].params["customerid"], "COMPANY_ERP")
+        self.assertIn("company's customerid", params["message"])
+        self.assertIn("Shop Without Its Own has none of its own: COMPANY_ERP", params["message"])
+        calls = len(self.sandbox.calls())
+        params = self._test_connection(other_shop, qimen_customerid=False)
+        self.assertEqual(params["title"], "Settings incomplete")
+        self.assertIn("customer ID", params["message"])
+        self.assertEqual(len(self.sandbox.calls()), calls, "nothing sent without a customerid")
 
     def test_void_wizard_values_reach_the_outbox(self):
         order = self.draft_order()
