@@ -143,8 +143,12 @@ class PosOrder(models.Model):
                 state = "pending"
             elif jobs:
                 state = "synced"
+            elif order.qimen_config_error:
+                state = "failed"
+            elif not order.qimen_job_ids and order._qimen_recorded_events():
+                state = "synced"  # its updates went out, and were deleted after the retention
             else:
-                state = "failed" if order.qimen_config_error else "not_needed"
+                state = "not_needed"
             order.qimen_sync_state = state
             order.qimen_sync_attempts = waiting.attempts - (waiting.state == "sending")
             order.qimen_last_sync = max(filter(None, jobs.mapped("date_done")), default=False)
@@ -167,6 +171,24 @@ class PosOrder(models.Model):
         live = orders_with(("pending", "sending", "failed", "dead", "done"))
         dead = orders_with(("dead",))
         waiting = orders_with(("pending", "sending", "failed"))
+        recorded = [
+            "|",
+            "|",
+            "|",
+            ("qimen_confirm", "in", ("1", "2")),
+            ("qimen_delivery", "=", "1"),
+            ("qimen_cancelled", "=", True),
+            ("qimen_finished", "=", True),
+        ]
+        jobs_deleted = expression.AND(  # sent, then deleted after the retention period
+            [
+                [
+                    ("id", "not in", orders_with([key for key, _label in JOB_STATE_SELECTION])),
+                    ("qimen_config_error", "=", False),
+                ],
+                recorded,
+            ]
+        )
         domains = {
             "failed": [
                 "|",
@@ -176,12 +198,23 @@ class PosOrder(models.Model):
                 ("id", "not in", live),
             ],
             "pending": ["&", ("id", "in", waiting), ("id", "not in", dead)],
-            "synced": [
+            "synced": expression.OR(
+                [
+                    [
+                        ("id", "in", live),
+                        ("id", "not in", orders_with(("pending", "sending", "failed", "dead"))),
+                    ],
+                    jobs_deleted,
+                ]
+            ),
+            "not_needed": [
                 "&",
-                ("id", "in", live),
-                ("id", "not in", orders_with(("pending", "sending", "failed", "dead"))),
+                "&",
+                ("id", "not in", live),
+                ("qimen_config_error", "=", False),
+                "!",
+                *expression.normalize_domain(jobs_deleted),
             ],
-            "not_needed": ["&", ("id", "not in", live), ("qimen_config_error", "=", False)],
         }
         chosen = [domains[state] for state in states if state in domains]
         domain = expression.OR(chosen) if chosen else expression.FALSE_DOMAIN

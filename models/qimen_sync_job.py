@@ -350,15 +350,15 @@ class QimenSyncJob(models.Model):
     def _lane(self, claim_until):
         """Take a due job, send it, record the outcome and take the next one in the same
         transaction, until no job is due or the time is up. Return how many were sent."""
-        sent = 0
-        claim = self._transaction(lambda: self._claim_next(claim_until))
+        sent, senders = 0, {}
+        claim = self._transaction(lambda: self._claim_next(claim_until, senders))
         while claim:
             result = claim.send()
             sent += 1
 
             def record_and_claim(claim=claim, result=result):
                 self._record(claim, result)
-                return self._claim_next(claim_until)
+                return self._claim_next(claim_until, senders)
 
             claim = self._transaction(record_and_claim)
         return sent
@@ -366,9 +366,13 @@ class QimenSyncJob(models.Model):
     def _transaction(self, work, tries=5):
         """Run ``work`` and commit; a serialization failure, deadlock or lock timeout runs
         it again in a fresh transaction, so that an outcome is never lost to a conflict
-        (in tests, the test's transaction is used as is)."""
+        (in tests, the test's transaction is used as is). The cache is dropped after: the
+        work writes in SQL, and other transactions change the jobs meanwhile."""
         if _testing():
-            return work()
+            try:
+                return work()
+            finally:
+                self.env.invalidate_all()
         for attempt in range(1, tries + 1):
             try:
                 result = work()
@@ -381,7 +385,7 @@ class QimenSyncJob(models.Model):
                 _logger.info("Qimen sync: transaction conflict, attempt %s", attempt)
                 time.sleep(random.uniform(0.05, 0.2) * attempt)  # noqa: S311 - jitter
             finally:
-                self.env.invalidate_all()  # what other transactions changed meanwhile
+                self.env.invalidate_all()
         return None
 
     def _due_query(self, now):
@@ -415,9 +419,10 @@ class QimenSyncJob(models.Model):
         return [row[0] for row in self.env.cr.fetchall()]
 
     @api.model
-    def _claim_next(self, claim_until):
+    def _claim_next(self, claim_until, senders=None):
         """Take the oldest due job that no other lane holds, mark it sending with a lease
-        (the longest its call can take), and return a :class:`Claim`, or None."""
+        (the longest its call can take), and return a :class:`Claim`, or None. One
+        statement; ``senders`` keeps each company's client between claims of a lane."""
         if time.time() >= claim_until:
             return None
         self.env.flush_all()
@@ -432,7 +437,8 @@ class QimenSyncJob(models.Model):
                   FROM res_company company
                  WHERE company.id = job.company_id
                    AND job.id = (%(due)s LIMIT 1 FOR UPDATE OF job SKIP LOCKED)
-             RETURNING job.id, job.lease_until
+             RETURNING job.id, job.lease_until, job.bill_code, job.payload, company.id,
+                       company.write_date
                 """,
                 now=now,
                 uid=self.env.uid,
@@ -448,45 +454,66 @@ class QimenSyncJob(models.Model):
         row = self.env.cr.fetchone()
         if not row:
             return None
-        job = self.browse(row[0])
-        job.invalidate_recordset()
-        job.modified(["state", "attempts"])
-        return job._prepare_claim(row[1])
-
-    def _prepare_claim(self, lease_until):
-        """What the call needs, read now: the client and the validated parameters."""
-        self.ensure_one()
-        claim = Claim(self.id, lease_until, self.bill_code)
-        company = self.company_id
-        problems = company._qimen_config_problems()
-        if problems:
-            claim.result = SendResult(
-                PERMANENT,
-                message=self.env._(
-                    "Qimen sync is not configured: missing %s.", ", ".join(problems)
-                ),
-            )
+        job_id, lease_until, bill_code, payload, company_id, settings_version = row
+        claim = Claim(job_id, lease_until, bill_code)
+        sender = (senders or {}).get(company_id)
+        if not sender or sender[0] != settings_version:  # settings changed: read them again
+            sender = (settings_version, *self._sender(self.env["res.company"].browse(company_id)))
+            if senders is not None:
+                senders[company_id] = sender
+        _version, claim.client, problem = sender
+        if problem:
+            claim.result = SendResult(PERMANENT, message=problem)
             return claim
         try:
-            claim.params = build_salesorder_update(self.payload or {})
+            claim.params = build_salesorder_update(payload or {})
         except QimenValidationError as exc:
             claim.result = SendResult(PERMANENT, message=self.env._("Invalid parameter %s", exc))
-            return claim
-        claim.client = company._qimen_client()
         return claim
+
+    @api.model
+    def _sender(self, company):
+        """``(client, problem)``: the company's protocol client, or why it cannot send."""
+        problems = company._qimen_config_problems()
+        if problems:
+            return None, self.env._(
+                "Qimen sync is not configured: missing %s.", ", ".join(problems)
+            )
+        return company._qimen_client(), None
 
     def _record(self, claim, result):
         """Record the outcome of a claim, unless the job was taken back meanwhile (its
-        lease ran out): a late outcome must not overwrite a newer attempt."""
-        self.env.cr.execute(
-            SQL(
-                "SELECT id FROM qimen_sync_job WHERE id = %s AND state = 'sending' "
-                "AND lease_until = %s FOR UPDATE",
-                claim.job_id,
-                claim.lease_until,
-            ),
-            log_exceptions=False,
+        lease ran out): a late outcome must not overwrite a newer attempt. A success is
+        one statement; a failure goes through the ORM (backoff, dead job notices)."""
+        guard = SQL(
+            "id = %s AND state = 'sending' AND lease_until = %s", claim.job_id, claim.lease_until
         )
+        request = Json(result.request) if result.request else None
+        reply = storable(result.reply_text) or None
+        code = storable(result.code) or None
+        if result.ok:
+            self.env.cr.execute(
+                SQL(
+                    """UPDATE qimen_sync_job
+                          SET state = 'done', date_done = %(now)s, last_error = NULL,
+                              next_attempt = NULL, sending_since = NULL, lease_until = NULL,
+                              last_request = %(request)s, last_reply = %(reply)s,
+                              last_code = %(code)s, write_date = %(now)s, write_uid = %(uid)s
+                        WHERE %(guard)s RETURNING id""",
+                    now=fields.Datetime.now(),
+                    request=request,
+                    reply=reply,
+                    code=code,
+                    uid=self.env.uid,
+                    guard=guard,
+                ),
+                log_exceptions=False,
+            )
+        else:
+            self.env.cr.execute(
+                SQL("SELECT id FROM qimen_sync_job WHERE %s FOR UPDATE", guard),
+                log_exceptions=False,
+            )
         if not self.env.cr.fetchone():
             _logger.warning(
                 "Qimen sync: job %s was taken back while its call ran; outcome dropped: %s",
@@ -494,21 +521,15 @@ class QimenSyncJob(models.Model):
                 result.describe(),
             )
             return
-        job = self.browse(claim.job_id)
-        vals = {
-            "last_request": result.request or False,
-            "last_reply": storable(result.reply_text) or False,
-            "last_code": storable(result.code) or False,
-            "sending_since": False,
-            "lease_until": False,
-        }
-        if result.ok:
-            vals.update(
-                state="done", date_done=fields.Datetime.now(), last_error=False, next_attempt=False
+        if not result.ok:
+            vals = {
+                "last_request": result.request or False,
+                "last_reply": reply or False,
+                "last_code": code or False,
+            }
+            self.browse(claim.job_id)._record_failure(
+                result.transient, storable(result.describe()), vals
             )
-            job.write(vals)
-        else:
-            job._record_failure(result.transient, storable(result.describe()), vals)
 
     def _record_failure(self, transient, error, vals=None):
         """A failed attempt: retry later with backoff, or give up (dead)."""

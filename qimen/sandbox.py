@@ -320,6 +320,9 @@ def _fault_response(kind, fmt):
 class _Handler(BaseHTTPRequestHandler):
     sandbox = None
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds
+    # the body until the client's delayed ACK (40 ms) on a kept-alive connection
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         _logger.debug("sandbox: %s", mask_signatures(format % args))

@@ -5,5 +5,4 @@ from . import test_inbound
 from . import test_back_office
 from . import test_order_sync_page
 from . import test_i18n
-from . import test_dispatcher
 from . import test_concurrency

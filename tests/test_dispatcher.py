@@ -21,7 +21,7 @@ class TestDispatcher(QimenPosCase):
     def test_a_job_is_leased_for_the_longest_call_and_taken_back_after(self):
         order = self.paid_order()
         confirm = self.jobs(order)[0]
-        claim = self.Job._claim_next(time.time() + 60)
+        claim = self.Job._transaction(lambda: self.Job._claim_next(time.time() + 60))
         self.assertEqual(claim.job_id, confirm.id)
         self.assertEqual((confirm.state, confirm.attempts), ("sending", 1))
         # connect 5 s + 2 x read 1 s (tests' company) + 10 s margin to record the outcome
@@ -39,7 +39,7 @@ class TestDispatcher(QimenPosCase):
         self.assertIn("Interrupted", confirm.last_error)
         # the first sender comes back late: its outcome must not overwrite the queue's
         with self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", "WARNING") as logs:
-            self.Job._record(claim, SendResult("success", code="1"))
+            self.Job._transaction(lambda: self.Job._record(claim, SendResult("success", code="1")))
         self.assertIn("taken back", logs.output[0])
         self.assertEqual(confirm.state, "failed")
 
@@ -192,8 +192,11 @@ class TestQueueHygiene(QimenPosCase):
 @tagged("post_install", "-at_install")
 class TestOrderSyncState(QimenPosCase):
     def test_filters_match_the_badge(self):
-        synced = self.paid_order()
+        synced, vacuumed = self.paid_order(), self.paid_order()
         self.dispatch()
+        self.jobs(vacuumed).unlink()  # what the retention period does to sent updates
+        skipped = self.paid_order()
+        self.jobs(skipped).action_cancel()
         self.sandbox.add_fault("isv")
         failed = self.paid_order()
         self.dispatch()
@@ -205,6 +208,8 @@ class TestOrderSyncState(QimenPosCase):
         misconfigured = self.paid_order()
         expected = {
             synced: "synced",
+            vacuumed: "synced",
+            skipped: "not_needed",
             pending: "pending",
             failed: "failed",
             misconfigured: "failed",
