@@ -10,7 +10,6 @@ from ..qimen.client import redact_params
 from ..qimen.const import INBOUND_METHODS
 from ..qimen.errors import QimenValidationError
 from ..qimen.inbound import (
-    MAX_BODY_BYTES,
     InboundError,
     build_reply,
     check_signature,
@@ -18,6 +17,7 @@ from ..qimen.inbound import (
     error_reply,
     parse_call,
     query_dict,
+    storable,
     validate_params,
 )
 
@@ -27,13 +27,19 @@ KEEP_LOGS_DAYS = 90
 
 
 def _logged_body(body, content_type):
-    """The body as logged: truncated, and a form body's signature masked."""
-    if not body:
+    """The body as logged: truncated, a form body's signature masked, and storable
+    whatever it holds (NUL, undecodable bytes)."""
+    if not isinstance(body, bytes) or not body:
         return ""
     text = body[:LOGGED_BODY_CHARS].decode("utf-8", "replace")
     if content_type == "application/x-www-form-urlencoded":
         text = urlencode(redact_params(query_dict(text)))
-    return text
+    return storable(text)
+
+
+def _logged_query(query):
+    """The query as logged: signature masked, names and values storable."""
+    return {storable(k): storable(v) for k, v in redact_params(query).items()}
 
 
 class QimenCallbackLog(models.Model):
@@ -81,21 +87,25 @@ class QimenCallbackLog(models.Model):
 
     # -- handling -----------------------------------------------------------------------
     @api.model
-    def _handle_call(self, query_string, body, content_type, remote_addr):
+    def _handle_call(
+        self, http_method, query_string, body, content_type, remote_addr, last_try=True
+    ):
         """Verify and apply one call; return ``(http_status, reply_bytes, content_type)``.
 
-        ``body`` is None for a GET and False for a body refused unread (too large).
-        Whatever happens, the answer is a Qimen reply and the call is logged."""
-        query = query_dict(query_string or "")
+        ``body`` is the raw body of a POST (None for another method), or the
+        :class:`InboundError` that refused it unread (too large). Whatever happens, the
+        answer is a Qimen reply and the call is logged. ``last_try``: Odoo will not run
+        the request again after a serialization failure."""
+        query = query_dict(query_string or b"")  # lenient: only to log and to answer
         fmt = "xml" if query.get("format", "").lower() == "xml" else "json"
         log = {
-            "query": redact_params(query),
-            "method": query.get("method"),
+            "query": _logged_query(query),
+            "method": storable(query.get("method") or "", 200),
             "remote_addr": remote_addr,
             "body": _logged_body(body, content_type),
         }
         try:
-            return self._process(query, body, content_type, log)
+            return self._process(http_method, query_string, body, content_type, log)
         except InboundError as exc:
             error, result = exc, "rejected"
         except Exception:
@@ -119,22 +129,20 @@ class QimenCallbackLog(models.Model):
         reply, ctype = error_reply(error, fmt)
         return error.http_status, reply, ctype
 
-    def _process(self, query, body, content_type, log):
-        if body is None:
+    def _process(self, http_method, query_string, body, content_type, log):
+        if http_method != "POST":
             raise InboundError(
                 22, "isv.invalid-method", self.env._("POST signed Qimen calls to this URL."), 405
             )
-        if body is False:
-            raise InboundError(
-                41,
-                "isv.invalid-parameter",
-                self.env._("body larger than %s bytes", MAX_BODY_BYTES),
-                413,
-            )
-        call = parse_call(query, body, content_type)
+        if isinstance(body, InboundError):
+            raise body
+        call = parse_call(query_string, body, content_type)
         company = self._verify(call)
         log.update(
-            company_id=company.id, bill_code=call.params.get("orderBillCode"), method=call.method
+            company_id=company.id,
+            bill_code=call.params.get("orderBillCode"),
+            method=call.method,
+            query=redact_params(call.query),
         )
         try:
             validate_params(call.params)
@@ -226,11 +234,14 @@ class QimenCallbackLog(models.Model):
                 self.env._("Internal error, try again later"),
                 order=order,
                 code="15",
+                sub_code="isp.internal-error",
                 http_status=503,
             )
         return self._reply(log, fmt, "applied", "OK", order=order)
 
-    def _reply(self, log, fmt, result, message, order=None, code=None, http_status=200):
+    def _reply(
+        self, log, fmt, result, message, order=None, code=None, sub_code=None, http_status=200
+    ):
         success = result in ("applied", "duplicate")
         code = "1" if success else (code or "0")
         self.create(
@@ -244,7 +255,7 @@ class QimenCallbackLog(models.Model):
             )
         )
         _logger.info("Qimen callback %s %s: %s", log.get("bill_code"), result, message)
-        reply, ctype = build_reply(success, message, fmt, code=code)
+        reply, ctype = build_reply(success, message, fmt, code=code, sub_code=sub_code)
         return http_status, reply, ctype
 
     @api.autovacuum
