@@ -3,7 +3,11 @@ import logging
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from psycopg2.errors import UniqueViolation
+
 from odoo import api, fields, models
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
+from odoo.tools import SQL
 
 from ..const import ERP_STATUS_SELECTION
 from ..qimen.client import redact_params
@@ -12,6 +16,7 @@ from ..qimen.errors import QimenValidationError
 from ..qimen.inbound import (
     InboundError,
     build_reply,
+    call_key,
     check_signature,
     check_timestamp,
     error_reply,
@@ -42,6 +47,10 @@ def _logged_query(query):
     return {storable(k): storable(v) for k, v in redact_params(query).items()}
 
 
+class _AlreadyApplied(Exception):
+    """The call was applied by a transaction that committed while this one waited."""
+
+
 class QimenCallbackLog(models.Model):
     """The exchange log of the callback endpoint: every call the ERP made, accepted or not.
 
@@ -64,6 +73,7 @@ class QimenCallbackLog(models.Model):
     result = fields.Selection(
         [
             ("applied", "Applied"),
+            ("recorded", "Recorded, order unchanged"),
             ("duplicate", "Repeat, ignored"),
             ("failed", "Failed"),
             ("rejected", "Rejected"),
@@ -79,6 +89,20 @@ class QimenCallbackLog(models.Model):
     query = fields.Json(readonly=True, help="Query parameters, signature masked")
     body = fields.Text(readonly=True, help="Body as received (truncated)")
     query_text = fields.Text("Query Parameters", compute="_compute_query_text")
+    request_id = fields.Char("Request ID", readonly=True, help="The gateway's request_id")
+    call_key = fields.Char(
+        readonly=True,
+        help="What identifies an applied or recorded call (its request_id, else a digest of "
+        "its signed content): a replay of it answers success and changes nothing.",
+    )
+
+    _sql_constraints = [
+        (
+            "call_key_unique",
+            "UNIQUE(company_id, call_key)",
+            "This ERP call was already applied.",
+        ),
+    ]
 
     @api.depends("query")
     def _compute_query_text(self):
@@ -105,9 +129,11 @@ class QimenCallbackLog(models.Model):
             "body": _logged_body(body, content_type),
         }
         try:
-            return self._process(http_method, query_string, body, content_type, log)
+            return self._process(http_method, query_string, body, content_type, log, last_try)
         except InboundError as exc:
             error, result = exc, "rejected"
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            raise  # Odoo runs the request again in a new transaction
         except Exception:
             _logger.exception("Qimen callback from %s: unexpected error", remote_addr)
             error = InboundError(
@@ -129,7 +155,7 @@ class QimenCallbackLog(models.Model):
         reply, ctype = error_reply(error, fmt)
         return error.http_status, reply, ctype
 
-    def _process(self, http_method, query_string, body, content_type, log):
+    def _process(self, http_method, query_string, body, content_type, log, last_try):
         if http_method != "POST":
             raise InboundError(
                 22, "isv.invalid-method", self.env._("POST signed Qimen calls to this URL."), 405
@@ -149,7 +175,7 @@ class QimenCallbackLog(models.Model):
         except QimenValidationError as exc:
             raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
         log["status"] = call.params["status"]
-        return self._apply(call, company, log, call.fmt)
+        return self._apply(call, company, log, call.fmt, last_try)
 
     def _verify(self, call):
         """Authenticate the call: known app key and customerid, signature, timestamp.
@@ -203,28 +229,41 @@ class QimenCallbackLog(models.Model):
             )
         return companies
 
-    def _apply(self, call, company, log, fmt):
+    def _apply(self, call, company, log, fmt, last_try):
+        """Apply a verified call once: a replay of an applied call (same identity) answers
+        success and changes nothing, even when both arrive together."""
         params = call.params
+        key = call_key(call)
+        log["request_id"] = call.query.get("request_id") or False
+        if self.search_count([("company_id", "=", company.id), ("call_key", "=", key)], limit=1):
+            return self._reply(log, fmt, "duplicate", self.env._("Already applied"))
         order, error = (
             self.env["pos.order"].sudo()._qimen_find_by_bill_code(company, params["orderBillCode"])
         )
         if error:
             return self._reply(log, fmt, "failed", error, order=order)
-        if self.search_count(
-            [
-                ("company_id", "=", company.id),
-                ("bill_code", "=", order.qimen_bill_code),
-                ("status", "=", params["status"]),
-                ("result", "=", "applied"),
-            ],
-            limit=1,
-        ):
-            return self._reply(log, fmt, "duplicate", self.env._("Already applied"), order=order)
         try:
             with self.env.cr.savepoint():
-                order._qimen_apply_erp_update(params)
+                order._qimen_lock_for_erp_update()
+                entry = self._claim(dict(log, order_id=order.id), key)
+                applied = order._qimen_apply_erp_update(params)
+        except _AlreadyApplied:  # by a call that committed while this one waited
+            return self._reply(log, fmt, "duplicate", self.env._("Already applied"), order=order)
         except QimenValidationError as exc:
             return self._reply(log, fmt, "failed", str(exc), order=order)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            if not last_try:
+                raise  # Odoo runs the request again, in a new transaction
+            return self._reply(
+                log,
+                fmt,
+                "failed",
+                self.env._("The order is being updated by another call, try again later"),
+                order=order,
+                code="15",
+                sub_code="isp.concurrent-update",
+                http_status=503,
+            )
         except Exception:
             _logger.exception("Qimen callback: could not apply %s", params.get("orderBillCode"))
             return self._reply(
@@ -237,7 +276,28 @@ class QimenCallbackLog(models.Model):
                 sub_code="isp.internal-error",
                 http_status=503,
             )
-        return self._reply(log, fmt, "applied", "OK", order=order)
+        message = "OK" if applied else self.env._("Recorded; the order is unchanged")
+        entry.write({"result": "applied" if applied else "recorded", "message": message})
+        _logger.info("Qimen callback %s %s", log.get("bill_code"), entry.result)
+        reply, ctype = build_reply(True, message, fmt)
+        return 200, reply, ctype
+
+    def _claim(self, vals, key):
+        """Log the call as applied and take its identity. The unique (company, key)
+        makes a second transaction with the same call wait for the first, then fail here
+        when the first committed: raise :class:`_AlreadyApplied` then."""
+        entry = self.create(dict(vals, result="applied", code="1", http_status=200))
+        entry.flush_recordset()
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    SQL("UPDATE qimen_callback_log SET call_key = %s WHERE id = %s", key, entry.id),
+                    log_exceptions=False,  # expected when a replay races its original
+                )
+        except UniqueViolation:
+            raise _AlreadyApplied() from None
+        entry.invalidate_recordset(["call_key"])
+        return entry
 
     def _reply(
         self, log, fmt, result, message, order=None, code=None, sub_code=None, http_status=200

@@ -70,10 +70,15 @@ class QimenCallbackCase(QimenPosCase, HttpCase):
             )
         if forced_sign != "keep":
             query.pop("sign")
+        self.last_call = (query, raw if body is None else body, ctype)
+        return self.send(*self.last_call)
+
+    def send(self, query, body, content_type):
+        """POST a call as it is (e.g. ``self.last_call`` again: a replay)."""
         response = self.url_open(
             "/qimen/callback?" + urlencode(query),
-            data=raw if body is None else body,
-            headers={"Content-Type": ctype},
+            data=body,
+            headers={"Content-Type": content_type},
         )
         return response, parse_reply(response.content, response.status_code)
 
