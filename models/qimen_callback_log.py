@@ -1,6 +1,7 @@
 import json
 import logging
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from psycopg2.errors import UniqueViolation
@@ -8,6 +9,7 @@ from psycopg2.errors import UniqueViolation
 from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL
+from odoo.tools.sql import create_index
 
 from ..const import ERP_STATUS_SELECTION
 from ..qimen.client import redact_params
@@ -29,6 +31,14 @@ from ..qimen.inbound import (
 _logger = logging.getLogger(__name__)
 LOGGED_BODY_CHARS = 4000
 KEEP_LOGS_DAYS = 90
+# A call rejected before it is authenticated can come from anyone: store little of it,
+# and only so many per window; the others are counted in one row per window.
+UNAUTHENTICATED_STORED_CHARS = 1000
+FLOOD_WINDOW_MINUTES = 60
+FLOOD_STORED_CALLS = 100
+# counts that could not be written (the counter row was busy), added to the next write
+_uncounted = {"calls": 0}
+_uncounted_lock = threading.Lock()
 
 
 def _logged_body(body, content_type):
@@ -42,9 +52,18 @@ def _logged_body(body, content_type):
     return storable(text)
 
 
-def _logged_query(query):
-    """The query as logged: signature masked, names and values storable."""
-    return {storable(k): storable(v) for k, v in redact_params(query).items()}
+def _logged_query(query, max_chars=None):
+    """The query as logged: signature masked, names and values storable, and at most
+    about ``max_chars`` characters of them."""
+    logged, budget = {}, max_chars
+    for name, value in redact_params(query).items():
+        if budget is not None and budget <= 0:
+            logged["…"] = f"{len(query) - len(logged)} more parameters not stored"
+            break
+        logged[storable(name, budget)] = text = storable(value, budget)
+        if budget is not None:
+            budget -= len(name) + len(text)
+    return logged
 
 
 class _AlreadyApplied(Exception):
@@ -77,6 +96,7 @@ class QimenCallbackLog(models.Model):
             ("duplicate", "Repeat, ignored"),
             ("failed", "Failed"),
             ("rejected", "Rejected"),
+            ("counted", "Rejected, counted only"),
         ],
         required=True,
         index=True,
@@ -90,6 +110,12 @@ class QimenCallbackLog(models.Model):
     body = fields.Text(readonly=True, help="Body as received (truncated)")
     query_text = fields.Text("Query Parameters", compute="_compute_query_text")
     request_id = fields.Char("Request ID", readonly=True, help="The gateway's request_id")
+    calls = fields.Integer(
+        default=1,
+        readonly=True,
+        help="Calls this line stands for: more than one on the line that counts the "
+        "unauthenticated calls rejected in its hour beyond those stored one by one.",
+    )
     call_key = fields.Char(
         readonly=True,
         help="What identifies an applied or recorded call (its request_id, else a digest of "
@@ -103,6 +129,16 @@ class QimenCallbackLog(models.Model):
             "This ERP call was already applied.",
         ),
     ]
+
+    def init(self):
+        # the rejections of unknown callers of the current window are counted often
+        create_index(
+            self.env.cr,
+            "qimen_callback_log_unauthenticated_index",
+            self._table,
+            ["create_date"],
+            where="company_id IS NULL",
+        )
 
     @api.depends("query")
     def _compute_query_text(self):
@@ -143,17 +179,72 @@ class QimenCallbackLog(models.Model):
         log.update(
             result=result, code=error.code, message=error.message, http_status=error.http_status
         )
-        self.create(log)
-        _logger.warning(
-            "Qimen callback from %s %s: %s %s %s",
-            remote_addr,
-            result,
-            error.code,
-            error.sub_code,
-            error.message,
-        )
+        if log.get("company_id") or self._store_unauthenticated(log, query):
+            self.create(log)
+            _logger.warning(
+                "Qimen callback from %s %s: %s %s %s",
+                remote_addr,
+                result,
+                error.code,
+                error.sub_code,
+                error.message,
+            )
         reply, ctype = error_reply(error, fmt)
         return error.http_status, reply, ctype
+
+    def _store_unauthenticated(self, log, query):
+        """Bound what calls of unknown origin store: a capped query and body for the first
+        ``FLOOD_STORED_CALLS`` of each window, one counter row for the others. Return
+        whether ``log`` is to be stored."""
+        log["query"] = _logged_query(query, UNAUTHENTICATED_STORED_CHARS)
+        log["body"] = storable(log["body"], UNAUTHENTICATED_STORED_CHARS)
+        now = fields.Datetime.now()
+        length = timedelta(minutes=FLOOD_WINDOW_MINUTES)
+        window = datetime.min + (now - datetime.min) // length * length
+        in_window = [("company_id", "=", False), ("create_date", ">=", window)]
+        stored = self.search_count([*in_window, ("result", "!=", "counted")], FLOOD_STORED_CALLS)
+        if stored < FLOOD_STORED_CALLS:
+            return True
+        counter = self.search([*in_window, ("result", "=", "counted")], limit=1)
+        with _uncounted_lock:
+            calls, _uncounted["calls"] = _uncounted["calls"] + 1, 0
+        if not counter:
+            _logger.warning(
+                "Qimen callback: more than %s unauthenticated calls rejected since %s UTC; "
+                "the next ones of this window are counted, not stored",
+                FLOOD_STORED_CALLS,
+                window,
+            )
+        try:  # concurrent floods contend for the counter: never wait for it
+            with self.env.cr.savepoint(flush=False):
+                if counter:
+                    self.env.cr.execute(
+                        SQL(
+                            "UPDATE qimen_callback_log SET calls = calls + %s, write_date = %s "
+                            "WHERE id = (SELECT id FROM qimen_callback_log WHERE id = %s "
+                            "FOR NO KEY UPDATE NOWAIT)",
+                            calls,
+                            now,
+                            counter.id,
+                        ),
+                        log_exceptions=False,
+                    )
+                else:
+                    self.create(
+                        {
+                            "result": "counted",
+                            "calls": calls,
+                            "message": self.env._(
+                                "Unauthenticated calls rejected in this window beyond the "
+                                "first %s, counted but not stored",
+                                FLOOD_STORED_CALLS,
+                            ),
+                        }
+                    ).flush_recordset()
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            with _uncounted_lock:
+                _uncounted["calls"] += calls
+        return False
 
     def _process(self, http_method, query_string, body, content_type, log, last_try):
         if http_method != "POST":

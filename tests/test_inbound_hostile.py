@@ -10,6 +10,7 @@ import werkzeug.formparser
 
 from odoo.tests import tagged
 
+from ..models import qimen_callback_log
 from ..qimen.inbound import MAX_BODY_BYTES
 from ..qimen.responses import parse_reply
 from ..qimen.sandbox import build_push
@@ -159,3 +160,33 @@ class TestHostileCallbacks(QimenCallbackCase):
         self.assertEqual((reply.flag, reply.code), ("failure", "41"))
         self.assertEqual(self.snapshot(), before)
         self.assertEqual(self.Log.search_count([]), logs_before + 1)
+
+    def test_a_flood_of_unauthenticated_calls_stays_bounded(self):
+        """The first calls of a window are stored (capped), the next ones only counted;
+        a call whose company is known and signature valid is stored whole, always."""
+        last_id = self.Log.search([], limit=1).id or 0
+        filler = "x" * 55_000
+        with (
+            patch.object(qimen_callback_log, "FLOOD_STORED_CALLS", 3),
+            patch.object(qimen_callback_log, "FLOOD_WINDOW_MINUTES", 10**6),
+        ):
+            for index in range(8):
+                query = urlencode(
+                    {
+                        "n": index,
+                        "app_key": "nobody",
+                        "method": "pos.update.salesorder",
+                        "filler": filler,
+                    }
+                )
+                response, reply = self.post(query, b'{"zf_message": "' + b"y" * 5000 + b'"}')
+                self.assertEqual((response.status_code, reply.code), (403, "29"))
+            response, reply = self.call({"orderBillCode": self.bill, "status": "9"})
+            self.assertEqual((response.status_code, reply.code), (400, "41"))
+        logs = self.Log.search([("id", ">", last_id)], order="id")
+        self.assertEqual(logs.mapped("result"), ["rejected"] * 3 + ["counted", "rejected"])
+        self.assertEqual([log.query["n"] for log in logs[:3]], ["0", "1", "2"])
+        self.assertEqual(logs[3].calls, 5)
+        for log in logs[:3]:
+            self.assertLess(len(json.dumps(log.query)) + len(log.body), 2500)
+        self.assertEqual(logs[4].company_id, self.company, "authenticated: not counted")
