@@ -20,6 +20,8 @@ from ..qimen.inbound import transition
 from ..qimen.timeutil import parse_gmt8_to_utc_naive, to_gmt8
 
 _logger = logging.getLogger(__name__)
+# what an ERP call reads of an order before it writes it
+ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_cancelled", "qimen_finished", "qimen_confirmor"]
 
 
 class PosOrder(models.Model):
@@ -337,27 +339,33 @@ class PosOrder(models.Model):
 
     # -- inbound: the ERP updates the order ------------------------------------------------
     @api.model
-    def _qimen_find_by_bill_code(self, company, bill_code):
-        """Return ``(order, error)``: the company's order with this ERP bill code."""
-        orders = self.search(
-            [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
-        )
+    def _qimen_find_by_bill_code(self, company, bill_code, lock=False):
+        """Return ``(order, error)``: the company's order with this ERP bill code.
+
+        ``lock``: lock it until the transaction ends, so that ERP calls about one order
+        apply one after the other. When another transaction changed the order since this
+        one began, PostgreSQL raises a serialization failure and Odoo runs the request
+        again: that is expected, so it is not logged as a bad query."""
+        if lock:
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM pos_order WHERE company_id = %s AND qimen_bill_code = %s "
+                    "LIMIT 2 FOR NO KEY UPDATE",
+                    company.id,
+                    bill_code,
+                ),
+                log_exceptions=False,
+            )
+            orders = self.browse(row[0] for row in self.env.cr.fetchall())
+        else:
+            orders = self.search(
+                [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
+            )
         if not orders:
             return self, self.env._("Order %s not found", bill_code)
         if len(orders) > 1:
             return self, self.env._("Several orders have the bill code %s", bill_code)
         return orders, None
-
-    def _qimen_lock_for_erp_update(self):
-        """Lock the order until the transaction ends: ERP calls about one order apply one
-        after the other. When another transaction changed the order since this one began,
-        PostgreSQL raises a serialization failure, and Odoo runs the request again; it is
-        expected, so it is not logged as a bad query."""
-        self.ensure_one()
-        self.env.cr.execute(
-            SQL("SELECT 1 FROM pos_order WHERE id = %s FOR NO KEY UPDATE", self.id),
-            log_exceptions=False,
-        )
 
     def _qimen_apply_erp_update(self, params):
         """Apply what the ERP says of the order as the transition table says (README):
@@ -366,6 +374,8 @@ class PosOrder(models.Model):
         A void cancels a draft order, and asks a POS manager to refund a paid order (Odoo
         cannot cancel it)."""
         self.ensure_one()
+        # only what is used (an order has a hundred columns; this runs on every ERP call)
+        self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
         status = params["status"]
         applied, new_status = transition(
             status, self.qimen_erp_status, self.qimen_cancelled, self.qimen_finished
@@ -425,9 +435,11 @@ class PosOrder(models.Model):
         return vals
 
     def _qimen_post_erp_update(self, params, applied=True):
-        """A note of what the ERP said, in the language of the company (its readers)."""
+        """A note of what the ERP said, in the language of the company (its readers; the
+        context key ``qimen_reader_lang`` may give it)."""
         self.ensure_one()
-        order = self.with_context(lang=self.company_id.partner_id.lang or self.env.lang)
+        lang = self.env.context.get("qimen_reader_lang") or self.company_id.partner_id.lang
+        order = self.with_context(lang=lang or self.env.lang)
         env = order.env
         labels = dict(order._fields["qimen_erp_status"]._description_selection(env))
         status = labels[params["status"]]
@@ -443,9 +455,12 @@ class PosOrder(models.Model):
             Markup("<li>%s: %s</li>") % (label, value)
             for label, value in order._qimen_erp_details(params)
         )
-        order._message_log(
+        # the note's reply-to is the company's catchall: read only what it needs
+        self.env.company.fetch(["name", "alias_domain_id"])
+        order._message_log(  # a note, no notification: runs on every ERP call
             body=Markup("<p>%s</p><ul>%s</ul>") % (title, details),
-            author_id=self.env.ref("base.partner_root").id,
+            author_id=self.env["ir.model.data"]._xmlid_to_res_id("base.partner_root"),
+            email_from=False,
         )
 
     def _qimen_erp_details(self, params):

@@ -67,7 +67,8 @@ def _logged_query(query, max_chars=None):
 
 
 class _AlreadyApplied(Exception):
-    """The call was applied by a transaction that committed while this one waited."""
+    """The call was applied already (maybe by a transaction that committed while this
+    one waited for it)."""
 
 
 class QimenCallbackLog(models.Model):
@@ -279,72 +280,90 @@ class QimenCallbackLog(models.Model):
         app_key = call.app_key or call.target_app_key  # both name the receiving app
         if not app_key:
             raise InboundError(28, "isv.missing-app-key", self.env._("Missing app key"), 403)
-        companies = (
-            self.env["res.company"]
-            .sudo()
-            .search([("qimen_enabled", "=", True), ("qimen_app_key", "=", app_key)])
+        company = self._receiving_company(app_key, call.customerid)
+        # only what a call uses (a company has a hundred columns): the secret and the skew,
+        # and its catchall (the reply-to of the chatter note)
+        company.fetch(
+            [
+                "qimen_callback_secret",
+                "qimen_app_secret",
+                "qimen_callback_max_skew",
+                "name",
+                "alias_domain_id",
+            ]
         )
-        if not companies:
-            raise InboundError(29, "isv.appkey-not-exists", self.env._("Invalid app key"), 403)
-        company = self._receiving_company(companies, call.customerid)
         check_signature(call, company._qimen_callback_secret())
         check_timestamp(call, company.qimen_callback_max_skew or 600)
         return company
 
-    def _receiving_company(self, companies, customerid):
+    def _receiving_company(self, app_key, customerid):
+        """The company that receives calls for ``app_key`` (and ``customerid``, the
+        company's or one of its shops', when several companies share the app key).
+        One query: it runs for every call, before anything else is known."""
+        self.env.cr.execute(
+            SQL(
+                """SELECT company.id,
+                          company.qimen_customerid = %(customerid)s OR EXISTS (
+                              SELECT 1 FROM pos_config shop
+                               WHERE shop.company_id = company.id AND shop.active
+                                 AND shop.qimen_customerid = %(customerid)s),
+                          partner.lang
+                     FROM res_company company
+                     JOIN res_partner partner ON partner.id = company.partner_id
+                    WHERE company.active AND company.qimen_enabled
+                      AND company.qimen_app_key = %(app_key)s""",
+                app_key=app_key,
+                customerid=customerid or "",
+            )
+        )
+        candidates = self.env.cr.fetchall()
+        if not candidates:
+            raise InboundError(29, "isv.appkey-not-exists", self.env._("Invalid app key"), 403)
         if customerid:
-            shops = (
-                self.env["pos.config"]
-                .sudo()
-                .search(
-                    [("company_id", "in", companies.ids), ("qimen_customerid", "=", customerid)]
-                )
-            )
-            matching = shops.company_id | companies.filtered(
-                lambda c: c.qimen_customerid == customerid
-            )
-            if not matching:
+            candidates = [row for row in candidates if row[1]]
+            if not candidates:
                 raise InboundError(
                     41,
                     "isv.invalid-parameter:customerid",
                     self.env._("Unknown customerid %s", customerid),
                     403,
                 )
-            companies = matching
-        if len(companies) > 1:
+        if len(candidates) > 1:
             raise InboundError(
                 41,
                 "isv.invalid-parameter:customerid",
                 self.env._("customerid is required to choose the company"),
                 400,
             )
-        return companies
+        company_id, _matches, lang = candidates[0]
+        # the language of the company's notes, known here without reading its partner
+        companies = self.env["res.company"].sudo().with_context(qimen_reader_lang=lang)
+        return companies.browse(company_id)
 
     def _apply(self, call, company, log, fmt, last_try):
         """Apply a verified call once: a replay of an applied call (same identity) answers
-        success and changes nothing, even when both arrive together."""
+        success and changes nothing, even when both arrive together.
+
+        A call is one transaction: when it fails, it is rolled back whole, then logged
+        (cheaper than a savepoint around every call: this is the hot path)."""
         params = call.params
-        key = call_key(call)
         log["request_id"] = call.query.get("request_id") or False
-        if self.search_count([("company_id", "=", company.id), ("call_key", "=", key)], limit=1):
-            return self._reply(log, fmt, "duplicate", self.env._("Already applied"))
-        order, error = (
-            self.env["pos.order"].sudo()._qimen_find_by_bill_code(company, params["orderBillCode"])
-        )
-        if error:
-            return self._reply(log, fmt, "failed", error, order=order)
+        orders = company.env["pos.order"]  # with the company's reader language
+        order = orders
         try:
-            with self.env.cr.savepoint():
-                order._qimen_lock_for_erp_update()
-                entry = self._claim(dict(log, order_id=order.id), key)
-                applied = order._qimen_apply_erp_update(params)
-        except _AlreadyApplied:  # by a call that committed while this one waited
-            return self._reply(log, fmt, "duplicate", self.env._("Already applied"), order=order)
-        except QimenValidationError as exc:
-            return self._reply(log, fmt, "failed", str(exc), order=order)
+            order, error = orders._qimen_find_by_bill_code(
+                company, params["orderBillCode"], lock=True
+            )
+            if error:
+                return self._reply(log, fmt, "failed", error, order=order)
+            applied = order._qimen_apply_erp_update(params)
+            message = "OK" if applied else self.env._("Recorded; the order is unchanged")
+            result = "applied" if applied else "recorded"
+            self._claim(log, order, result, message, call_key(call))
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             if not last_try:
                 raise  # Odoo runs the request again, in a new transaction
+            self._undo()
             return self._reply(
                 log,
                 fmt,
@@ -355,8 +374,15 @@ class QimenCallbackLog(models.Model):
                 sub_code="isp.concurrent-update",
                 http_status=503,
             )
+        except _AlreadyApplied:
+            self._undo()
+            return self._reply(log, fmt, "duplicate", self.env._("Already applied"), order=order)
+        except QimenValidationError as exc:
+            self._undo()
+            return self._reply(log, fmt, "failed", str(exc), order=order)
         except Exception:
             _logger.exception("Qimen callback: could not apply %s", params.get("orderBillCode"))
+            self._undo()
             return self._reply(
                 log,
                 fmt,
@@ -367,27 +393,32 @@ class QimenCallbackLog(models.Model):
                 sub_code="isp.internal-error",
                 http_status=503,
             )
-        message = "OK" if applied else self.env._("Recorded; the order is unchanged")
-        entry.write({"result": "applied" if applied else "recorded", "message": message})
-        _logger.info("Qimen callback %s %s", log.get("bill_code"), entry.result)
+        _logger.info("Qimen callback %s %s", log.get("bill_code"), result)
         reply, ctype = build_reply(True, message, fmt)
         return 200, reply, ctype
 
-    def _claim(self, vals, key):
-        """Log the call as applied and take its identity. The unique (company, key)
-        makes a second transaction with the same call wait for the first, then fail here
-        when the first committed: raise :class:`_AlreadyApplied` then."""
-        entry = self.create(dict(vals, result="applied", code="1", http_status=200))
+    def _undo(self):
+        """Roll back what the failed call did (only its log row is then written), as
+        Odoo does before it runs a request again."""
+        self.env.cr.rollback()
+        self.env.reset()
+
+    def _claim(self, log, order, result, message, key):
+        """Log the call as applied (or recorded) under its identity. The unique (company,
+        key) refuses a replay, and makes a transaction with the same call wait for the
+        first one, then fail when it committed: raise :class:`_AlreadyApplied` then (the
+        caller rolls back what this call did)."""
+        entry = self.create(
+            dict(log, order_id=order.id, result=result, message=message, code="1", http_status=200)
+        )
         entry.flush_recordset()
         try:
-            with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(
-                    SQL("UPDATE qimen_callback_log SET call_key = %s WHERE id = %s", key, entry.id),
-                    log_exceptions=False,  # expected when a replay races its original
-                )
+            self.env.cr.execute(
+                SQL("UPDATE qimen_callback_log SET call_key = %s WHERE id = %s", key, entry.id),
+                log_exceptions=False,  # expected when a replay comes
+            )
         except UniqueViolation:
             raise _AlreadyApplied() from None
-        entry.invalidate_recordset(["call_key"])
         return entry
 
     def _reply(
