@@ -9,6 +9,11 @@ through /jsonrpc, and prints both rates and their ratio, with the SQL queries of
 callback measured in-process. Run through bench/run, or:
 
     python3 bench/callback.py -c <odoo.conf> -d <database> [--port 8271]
+
+``--burst N`` instead sends N valid callbacks at once (one connection each) and counts
+the answers: the server's thread and connection limits (``ODOO_MAX_HTTP_THREADS`` in the
+environment, or ``--workers``) decide whether some get an HTML 500 ("connection pool is
+full"). Extra arguments after ``--`` go to the Odoo server.
 """
 
 import argparse
@@ -98,7 +103,7 @@ def queries_per_callback(database, bill_code):
     return counts[-1]
 
 
-def start_server(config, database, port):
+def start_server(config, database, port, extra=()):
     launcher = os.path.join(tempfile.mkdtemp(prefix="pqs-bench-"), "odoo-bin")
     with open(launcher, "w", encoding="utf-8") as handle:
         handle.write(LAUNCHER)
@@ -115,6 +120,7 @@ def start_server(config, database, port):
             f"--http-port={port}",
             "--max-cron-threads=0",
             "--log-level=warn",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -205,22 +211,70 @@ def rpc_tasks(base, database, uid, password, orders, round_no):
     ]
 
 
+def burst(base, orders):
+    """Send one valid callback per order, all at once; count the answers."""
+    calls = []
+    for _order_id, bill in orders:
+        params = {"orderBillCode": bill, "status": "2", "shippingSn": f"BURST-{bill}"}
+        calls.append(build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID))
+    start, answers = threading.Barrier(len(calls)), []
+
+    def send(query, body, ctype):
+        start.wait()
+        try:
+            response = requests.post(
+                f"{base}/qimen/callback?{urlencode(query)}",
+                data=body,
+                headers={"Content-Type": ctype, "Connection": "close"},
+                timeout=300,
+            )
+        except requests.RequestException as exc:
+            answers.append(f"no answer ({type(exc).__name__}: {str(exc)[-60:]})")
+            return
+        html = response.headers.get("Content-Type", "").startswith("text/html")
+        reply = parse_reply(response.content, response.status_code)
+        verdict = "applied" if reply.ok else f"code {reply.code}"
+        answers.append(f"HTTP {response.status_code} {'HTML' if html else verdict}")
+
+    threads = [threading.Thread(target=send, args=call) for call in calls]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    print(f"{len(calls)} valid callbacks at once, answered in {seconds:.1f} s:")
+    for answer in sorted(set(answers)):
+        print(f"  {answers.count(answer):4}  {answer}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_HTTP_PORT", "8271")))
+    port = os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8271")
+    parser.add_argument("--port", type=int, default=int(port), help="HTTP port of the server")
     parser.add_argument("-n", "--calls", type=int, default=200, help="calls per side and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
+    parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
+    parser.add_argument("server_args", nargs="*", help="after --: for the Odoo server")
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
-    orders = prepare(args.database, args.calls)
-    queries = queries_per_callback(args.database, orders[0][1])
-    server = start_server(args.config, args.database, args.port)
+    orders = prepare(args.database, args.burst or args.calls)
     base = f"http://127.0.0.1:{args.port}"
+    if args.burst:
+        server = start_server(args.config, args.database, args.port, args.server_args)
+        try:
+            burst(base, orders)
+        finally:
+            server.terminate()
+            server.wait(30)
+        return
+    queries = queries_per_callback(args.database, orders[0][1])
+    server = start_server(args.config, args.database, args.port, args.server_args)
     try:
         uid = requests.post(
             f"{base}/jsonrpc",
