@@ -173,6 +173,7 @@ class QimenCallbackLog(models.Model):
             raise  # Odoo runs the request again in a new transaction
         except Exception:
             _logger.exception("Qimen callback from %s: unexpected error", remote_addr)
+            self._undo()  # the transaction may be aborted: only the log row is written
             error = InboundError(
                 15, "isp.internal-error", self.env._("Internal error, try again later"), 503
             )

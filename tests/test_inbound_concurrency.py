@@ -103,9 +103,10 @@ class TestRacingCalls(TransactionCase):
             last_try=last_try,
         )
 
-    def race(self, first, second):
+    def race(self, first, second, last_try=False):
         """Handle ``first`` in a transaction left open, ``second`` in another one (retried
-        as Odoo retries a request), and commit the first once the second waits for it."""
+        as Odoo retries a request, unless it is its ``last_try``), and commit the first
+        once the second waits for it."""
         results, started = {}, threading.Event()
 
         def run_second():
@@ -113,7 +114,8 @@ class TestRacingCalls(TransactionCase):
                 results["pid"] = cr._cnx.get_backend_pid()
                 started.set()
                 env = api.Environment(cr, SUPERUSER_ID, {})
-                results["second"] = retrying(functools.partial(self.handle, env, second), env)
+                handle = functools.partial(self.handle, env, second, last_try)
+                results["second"] = handle() if last_try else retrying(handle, env)
 
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
@@ -174,3 +176,15 @@ class TestRacingCalls(TransactionCase):
         self.assertIn(b'"message": "OK"', first[1])
         self.assertIn(b'"message": "OK"', second[1])
         self.assertEqual(self.outcome(), (["applied", "applied"], "CORRECTED", 2))
+
+    def test_the_last_try_answers_busy_in_qimen_format(self):
+        """When Odoo would not run the request again, the call answers 503 code 15 with
+        its sub_code, and logs it, instead of an HTML 500."""
+        _first, second = self.race(
+            self.signed({"status": "2", "shippingSn": "FIRST"}),
+            self.signed({"status": "2", "shippingSn": "LOST"}),
+            last_try=True,
+        )
+        self.assertEqual(second[0], 503)
+        self.assertIn(b'"sub_code": "isp.concurrent-update"', second[1])
+        self.assertEqual(self.outcome(), (["applied", "failed"], "FIRST", 1))

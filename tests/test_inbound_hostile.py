@@ -190,3 +190,25 @@ class TestHostileCallbacks(QimenCallbackCase):
         for log in logs[:3]:
             self.assertLess(len(json.dumps(log.query)) + len(log.body), 2500)
         self.assertEqual(logs[4].company_id, self.company, "authenticated: not counted")
+
+    def test_an_unexpected_error_changes_nothing(self):
+        """What the call did before the error is rolled back; the call is logged."""
+        order_model = type(self.env["pos.order"])
+        original = order_model._qimen_apply_erp_update
+
+        def write_then_fail(order, params):
+            original(order, params)
+            raise RuntimeError("boom")
+
+        before = self.snapshot()
+        with (
+            patch.object(order_model, "_qimen_apply_erp_update", write_then_fail),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_callback_log", "ERROR"),
+        ):
+            response, reply = self.call({"orderBillCode": self.bill, "status": "3"})
+        self.assertEqual(
+            (response.status_code, reply.code, reply.sub_code), (503, "15", "isp.internal-error")
+        )
+        self.assertEqual(self.snapshot(), before)
+        log = self.Log.search([], limit=1)
+        self.assertEqual((log.result, log.http_status, log.order_id), ("failed", 503, self.order))
