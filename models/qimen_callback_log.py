@@ -4,8 +4,6 @@ import threading
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from psycopg2.errors import UniqueViolation
-
 from odoo import api, fields, models
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL
@@ -337,8 +335,13 @@ class QimenCallbackLog(models.Model):
                 400,
             )
         company_id, _matches, lang = candidates[0]
-        # the language of the company's notes, known here without reading its partner
-        companies = self.env["res.company"].sudo().with_context(qimen_reader_lang=lang)
+        # the call acts for this company (env.company, without reading the public user),
+        # and writes its notes in its language (without reading its partner)
+        companies = (
+            self.env["res.company"]
+            .sudo()
+            .with_context(allowed_company_ids=[company_id], qimen_reader_lang=lang)
+        )
         return companies.browse(company_id)
 
     def _apply(self, call, company, log, fmt, last_try):
@@ -405,22 +408,37 @@ class QimenCallbackLog(models.Model):
         self.env.reset()
 
     def _claim(self, log, order, result, message, key):
-        """Log the call as applied (or recorded) under its identity. The unique (company,
-        key) refuses a replay, and makes a transaction with the same call wait for the
-        first one, then fail when it committed: raise :class:`_AlreadyApplied` then (the
-        caller rolls back what this call did)."""
-        entry = self.create(
-            dict(log, order_id=order.id, result=result, message=message, code="1", http_status=200)
+        """Log the call as applied (or recorded) under its identity, in one statement
+        (this is the hot path): the unique (company, key) makes it insert nothing for a
+        replay; a transaction with the same call waits for the first one, then gets a
+        serialization failure, and Odoo runs it again, when it finds the first. Raise
+        :class:`_AlreadyApplied` for a replay (the caller rolls back what it did)."""
+        vals = dict(
+            log,
+            order_id=order.id,
+            result=result,
+            message=message,
+            code="1",
+            http_status=200,
+            call_key=key,
+            calls=1,
+            query=json.dumps(log.get("query") or {}, ensure_ascii=False),
         )
-        entry.flush_recordset()
-        try:
-            self.env.cr.execute(
-                SQL("UPDATE qimen_callback_log SET call_key = %s WHERE id = %s", key, entry.id),
-                log_exceptions=False,  # expected when a replay comes
-            )
-        except UniqueViolation:
-            raise _AlreadyApplied() from None
-        return entry
+        vals = {name: value if value is not False else None for name, value in vals.items()}
+        now = self.env.cr.now()
+        vals.update(create_uid=self.env.uid, write_uid=self.env.uid, create_date=now)
+        vals["write_date"] = now
+        self.env.cr.execute(
+            SQL(
+                "INSERT INTO qimen_callback_log (%s) VALUES (%s) "
+                "ON CONFLICT (company_id, call_key) DO NOTHING RETURNING id",
+                SQL(", ").join(SQL.identifier(name) for name in vals),
+                SQL(", ").join(SQL("%s", value) for value in vals.values()),
+            ),
+            log_exceptions=False,  # a serialization failure is expected when racing
+        )
+        if not self.env.cr.rowcount:
+            raise _AlreadyApplied()
 
     def _reply(
         self, log, fmt, result, message, order=None, code=None, sub_code=None, http_status=200
