@@ -4,9 +4,11 @@ threaded server run (test mode would serialize them: this class does not use it)
 import functools
 import threading
 import time
+from unittest.mock import patch
 from urllib.parse import urlencode
 
 from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import DummyRLock, Registry
 from odoo.service.model import retrying
 from odoo.tests import TransactionCase, tagged
 
@@ -75,6 +77,11 @@ class TestRacingCalls(TransactionCase):
 
     def setUp(self):
         super().setUp()
+        # Odoo's test runner holds the registry lock while it runs tests: let the other
+        # thread look the registry up, as HttpCase does for its server's threads
+        lock = patch.object(Registry, "_lock", DummyRLock())
+        lock.start()
+        self.addCleanup(lock.stop)
         self._reset()
 
     def _reset(self):
