@@ -19,9 +19,12 @@ from ..const import (
     ORDER_WIRE_FIELDS,
     VOID_TYPE_SELECTION,
 )
+from ..qimen.inbound import transition
 from ..qimen.timeutil import parse_gmt8_to_utc_naive, to_gmt8
 
 _logger = logging.getLogger(__name__)
+# what an ERP call reads of an order before it writes it
+ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_cancelled", "qimen_finished", "qimen_confirmor"]
 
 
 class PosOrder(models.Model):
@@ -102,6 +105,13 @@ class PosOrder(models.Model):
     qimen_shipping_sn = fields.Char("Tracking Number", copy=False)
     qimen_void_type = fields.Selection(VOID_TYPE_SELECTION, string="Void Type", copy=False)
     qimen_void_reason = fields.Char("Void Reason", copy=False)
+    # -- inbound: what the ERP reported, apart from what the store sent -------------------
+    qimen_erp_status_date = fields.Datetime(
+        "Reported by the ERP On",
+        copy=False,
+        readonly=True,
+        help="When an ERP callback last applied a status to this order.",
+    )
 
     def _auto_init(self):
         """Fill the new stored columns in SQL: computing them row by row would make the
@@ -437,11 +447,28 @@ class PosOrder(models.Model):
 
     # -- inbound: the ERP updates the order ------------------------------------------------
     @api.model
-    def _qimen_find_by_bill_code(self, company, bill_code):
-        """Return ``(order, error)``: the company's order with this ERP bill code."""
-        orders = self.search(
-            [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
-        )
+    def _qimen_find_by_bill_code(self, company, bill_code, lock=False):
+        """Return ``(order, error)``: the company's order with this ERP bill code.
+
+        ``lock``: lock it until the transaction ends, so that ERP calls about one order
+        apply one after the other. When another transaction changed the order since this
+        one began, PostgreSQL raises a serialization failure and Odoo runs the request
+        again: that is expected, so it is not logged as a bad query."""
+        if lock:
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM pos_order WHERE company_id = %s AND qimen_bill_code = %s "
+                    "LIMIT 2 FOR NO KEY UPDATE",
+                    company.id,
+                    bill_code,
+                ),
+                log_exceptions=False,
+            )
+            orders = self.browse(row[0] for row in self.env.cr.fetchall())
+        else:
+            orders = self.search(
+                [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
+            )
         if not orders:
             return self, self.env._("Order %s not found", bill_code)
         if len(orders) > 1:
@@ -449,22 +476,50 @@ class PosOrder(models.Model):
         return orders, None
 
     def _qimen_apply_erp_update(self, params):
-        """Record what the ERP says of the order; a void cancels a draft, and asks the POS
-        manager to refund a paid order (Odoo cannot cancel it)."""
+        """Apply what the ERP says of the order as the transition table says (README):
+        return True when applied, False when only recorded (the order is unchanged).
+
+        A void cancels a draft order, and asks a POS manager to refund a paid order (Odoo
+        cannot cancel it)."""
         self.ensure_one()
+        # only what is used (an order has a hundred columns; this runs on every ERP call)
+        self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
         status = params["status"]
+        applied, new_status = transition(
+            status, self.qimen_erp_status, self.qimen_cancelled, self.qimen_finished
+        )
+        if applied:
+            order = self.with_context(qimen_from_erp=True)
+            order.write(self._qimen_erp_values(params, new_status))
+            if status == "3" and self.state == "draft":
+                order.action_pos_order_cancel()
+            elif status == "3" and self.state in ("paid", "done", "invoiced"):
+                reason = params.get("zf_message")
+                self._qimen_ask_manager(
+                    lambda env: env._("Voided in the ERP: refund this order"),
+                    lambda env: env._(
+                        "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a "
+                        "paid order: refund it in the Point of Sale.",
+                        reason=reason or env._("no reason given"),
+                    ),
+                )
+        self._qimen_post_erp_update(params, applied)
+        return applied
+
+    def _qimen_erp_values(self, params, new_status):
         now = fields.Datetime.now()
 
         def date(name):
             return parse_gmt8_to_utc_naive(params[name]) if params.get(name) else now
 
-        vals = {"qimen_erp_status": status}
+        vals = {"qimen_erp_status": new_status, "qimen_erp_status_date": now}
         for wire, field_name in (
             ("shippingCode", "qimen_shipping_code"),
             ("shippingSn", "qimen_shipping_sn"),
         ):
             if params.get(wire):
                 vals[field_name] = params[wire]
+        status = params["status"]
         if status == "1":
             vals.update(
                 qimen_confirm=params.get("confirm") or "1",
@@ -485,45 +540,80 @@ class PosOrder(models.Model):
             vals.update(
                 qimen_finished=True, qimen_confirm="2", qimen_finish_date=date("finishDate")
             )
-        order = self.with_context(qimen_from_erp=True)
-        order.write(vals)
-        if status == "3" and self.state == "draft":
-            order.action_pos_order_cancel()
-        elif status == "3" and self.state in ("paid", "done", "invoiced"):
-            self._qimen_ask_manager(
-                self.env._("Voided in the ERP: refund this order"),
-                self.env._(
-                    "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a paid "
-                    "order: refund it in the Point of Sale.",
-                    reason=params.get("zf_message") or self.env._("no reason given"),
-                ),
-            )
-        self._qimen_post_erp_update(params)
+        return vals
 
-    def _qimen_post_erp_update(self, params):
-        labels = dict(self._fields["qimen_erp_status"]._description_selection(self.env))
-        details = [
-            f"{name}: {params[name]}"
-            for name in sorted(params)
-            if name not in ("orderBillCode", "status", "mx_list") and params[name]
-        ]
-        if params.get("mx_list"):
-            details.append(self.env._("%s lines", len(params["mx_list"])))
-        body = Markup("<p>%s</p><ul>%s</ul>") % (
-            self.env._("The ERP reported this order as %s.", labels[params["status"]]),
-            Markup().join(Markup("<li>%s</li>") % line for line in details),
+    def _qimen_post_erp_update(self, params, applied=True):
+        """A note of what the ERP said, in the language of the company (its readers; the
+        context key ``qimen_reader_lang`` may give it)."""
+        self.ensure_one()
+        lang = self.env.context.get("qimen_reader_lang") or self.company_id.partner_id.lang
+        order = self.with_context(lang=lang or self.env.lang)
+        env = order.env
+        labels = dict(order._fields["qimen_erp_status"]._description_selection(env))
+        status = labels[params["status"]]
+        if applied:
+            title = env._("The ERP reported this order as %s.", status)
+        elif params["status"] == "5":
+            title = env._("The ERP reported this order as %s; the order is unchanged.", status)
+        elif self.qimen_cancelled:
+            title = env._("The ERP reported this order as %s; not applied: it is voided.", status)
+        else:
+            title = env._("The ERP reported this order as %s; not applied: it is finished.", status)
+        details = Markup().join(
+            Markup("<li>%s: %s</li>") % (label, value)
+            for label, value in order._qimen_erp_details(params)
         )
-        self.message_post(body=body, author_id=self.env.ref("base.partner_root").id)
+        # the note's reply-to is the company's catchall: read only what it needs
+        self.env.company.fetch(["name", "alias_domain_id"])
+        order._message_log(  # a note, no notification: runs on every ERP call
+            body=Markup("<p>%s</p><ul>%s</ul>") % (title, details),
+            author_id=self.env["ir.model.data"]._xmlid_to_res_id("base.partner_root"),
+            email_from=False,
+        )
+
+    def _qimen_erp_details(self, params):
+        """``(label, value)`` of each field of an ERP call, named as its readers know it
+        (the order's field labels, in the environment's language)."""
+        env = self.env
+        field_names = {wire: name for name, wire in ORDER_WIRE_FIELDS.items()}
+        field_names.update(cancle="qimen_cancelled", finish="qimen_finished")
+        other_labels = {
+            "fhck_code": env._("Shipping Warehouse"),
+            "extendProps": env._("Extra Properties"),
+            "customerid": env._("Customer ID"),
+        }
+        details = []
+        for name, value in params.items():
+            if name in ("orderBillCode", "status") or not value:
+                continue
+            if name == "mx_list":
+                details.append((env._("Lines"), env._("%s lines", len(value))))
+                continue
+            field = self._fields.get(field_names.get(name, ""))
+            if field is None:
+                details.append((other_labels.get(name, name), value))
+                continue
+            shown = value
+            if field.type == "selection":
+                shown = dict(field._description_selection(env)).get(value, value)
+            details.append((field._description_string(env), shown))
+        return details
 
     def _qimen_ask_manager(self, summary, note):
-        """One to-do for a POS manager of the company (the order's user if none)."""
+        """One to-do for a POS manager of the company (the order's user if none).
+
+        ``summary`` and ``note`` are texts, or functions of an environment that give them
+        in the language of the user the to-do is for."""
         self.ensure_one()
         managers = self.env.ref("point_of_sale.group_pos_manager").users.filtered(
             lambda u: self.company_id in u.company_ids and not u.share
         )
+        user = managers.sorted("id")[:1] or self.user_id
+        env = self.with_context(lang=user.lang or self.env.lang).env
+        summary = summary(env) if callable(summary) else summary
+        note = note(env) if callable(note) else note
         if self.activity_ids.filtered(lambda a: a.summary == summary):
             return  # already asked, not again on every attempt or repeat
-        user = managers.sorted("id")[:1] or self.user_id
         self.activity_schedule(
             "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
         )

@@ -5,6 +5,7 @@ JSON object, an XML ``<request>`` or a form body, signed with the receiver's sec
 over the sorted query (without ``sign``) followed by the raw body.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,11 +24,12 @@ from .const import (
 )
 from .errors import QimenValidationError, QimenXMLError
 from .request import check_enums_and_dates
-from .signing import verify
+from .signing import string_to_sign, verify
 from .timeutil import parse_gmt8
 from .xmlsafe import element_to_data, parse_xml, xml_document
 
 MAX_BODY_BYTES = 256 * 1024
+READ_CHUNK_BYTES = 64 * 1024
 DEFAULT_MAX_SKEW = 600
 INBOUND_FIELDS = SALESORDER_UPDATE_FIELDS + UPDATE_SALESORDER_EXTRA_FIELDS
 
@@ -81,20 +83,96 @@ def normalize_method(method):
     return method
 
 
-def query_dict(query):
-    """A query string (or mapping) as a dict of strings."""
-    if isinstance(query, (bytes, str)):
-        text = query.decode("utf-8") if isinstance(query, bytes) else query
-        return dict(parse_qsl(text, keep_blank_values=True))
-    return {str(k): (v[0] if isinstance(v, list) else v) for k, v in dict(query).items()}
+def query_dict(query, strict=False):
+    """A query string (or mapping) as a dict of strings.
+
+    ``strict``: raise :class:`InboundError` for what is not UTF-8 or holds a character
+    that cannot be stored (NUL, a lone surrogate); else such text is replaced."""
+    errors = "strict" if strict else "replace"
+    try:
+        if isinstance(query, (bytes, str)):
+            text = query.decode("utf-8", errors) if isinstance(query, bytes) else query
+            query = dict(parse_qsl(text, keep_blank_values=True, errors=errors))
+        else:
+            query = {str(k): (v[0] if isinstance(v, list) else v) for k, v in dict(query).items()}
+    except UnicodeDecodeError:
+        raise InboundError(41, "isv.invalid-parameter", "query string is not UTF-8") from None
+    if strict:
+        _check_text(query, "query string")
+    return query
+
+
+def _check_text(data, where):
+    """Refuse NUL and lone surrogates in the names and values of ``data`` (nested dicts
+    and lists too): PostgreSQL cannot store them, and no real call carries them."""
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    for name, value in items:
+        for text in (name, value):
+            if isinstance(text, (dict, list)):
+                _check_text(text, where)
+            elif isinstance(text, str) and not _storable_text(text):
+                field_name = name if isinstance(name, str) and _storable_text(name) else ""
+                raise InboundError(
+                    41,
+                    "isv.invalid-parameter" + (f":{field_name}" if field_name else ""),
+                    f"{field_name or where} holds a NUL or an invalid character",
+                )
+
+
+def _storable_text(text):
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. JSON "\ud800"
+        return False
+    return True
+
+
+def storable(text, max_chars=None):
+    """``text`` (str or bytes, from anyone) as it may be stored and shown: undecodable
+    bytes replaced, NUL and lone surrogates escaped, cut at ``max_chars``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = str(text)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def read_body(stream, max_bytes=MAX_BODY_BYTES, content_length=None):
+    """Read a request body from ``stream``, never more than ``max_bytes`` + 1 bytes:
+    a larger body (declared or chunked) is refused without being read or buffered."""
+    if content_length and content_length > max_bytes:
+        raise _too_large(max_bytes)
+    parts, size = [], 0
+    while size <= max_bytes:
+        data = stream.read(min(READ_CHUNK_BYTES, max_bytes + 1 - size))
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    if size > max_bytes:
+        raise _too_large(max_bytes)
+    return b"".join(parts)
+
+
+def _too_large(max_bytes):
+    return InboundError(41, "isv.invalid-parameter", f"body larger than {max_bytes} bytes", 413)
 
 
 def _parse_body(raw, content_type):
-    """Return (kind, params) for a JSON, XML or form body."""
+    """Return (kind, params) for a JSON, XML or form body (UTF-8, as the protocol says)."""
     content_type = (content_type or "").lower()
     text_start = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if not raw.strip():
         return "none", {}
+    if b"\x00" in raw:
+        raise InboundError(41, "isv.invalid-parameter", "body holds a NUL byte")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InboundError(41, "isv.invalid-parameter", "body is not UTF-8") from None
     if text_start == b"{" or "json" in content_type:
         try:
             data = json.loads(raw.decode("utf-8"))
@@ -163,8 +241,8 @@ def parse_call(query, body, content_type="", max_bytes=MAX_BODY_BYTES):
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     if len(raw) > max_bytes:
-        raise InboundError(41, "isv.invalid-parameter", f"body larger than {max_bytes} bytes", 413)
-    query = query_dict(query)
+        raise _too_large(max_bytes)
+    query = query_dict(query, strict=True)
     kind, data = _parse_body(raw, content_type)
     form = data if kind == "form" else {}
     if kind == "form":
@@ -180,11 +258,13 @@ def parse_call(query, body, content_type="", max_bytes=MAX_BODY_BYTES):
         for name in [name for name in data if name not in INBOUND_FIELDS]:
             query[name] = data.pop(name)
     try:
+        _check_text(data, "body")
         params = _stringify(data)
     except QimenValidationError as exc:
         raise InboundError(41, "isv.invalid-parameter:" + exc.field, str(exc)) from None
     except RecursionError:
         raise InboundError(41, "isv.invalid-parameter", "body nested too deeply") from None
+    _check_text(query, "query string")  # system parameters moved from a form body
     fmt = (query.get("format") or (kind if kind in ("json", "xml") else "json")).lower()
     return InboundCall(
         method=normalize_method(query.get("method")),
@@ -205,13 +285,30 @@ def check_signature(call, secret):
         raise InboundError(24, "isv.missing-signature", "Missing signature")
     method = call.sign_method
     if method not in SIGN_METHODS:
-        raise InboundError(25, "isv.invalid-signature", f"unsupported sign_method {method}")
-    if call.body_kind == "form":  # query and form names are disjoint (parse_call)
-        signed, body = {**call.query, **call.form}, None
-    else:
-        signed, body = call.query, call.raw_body or None
+        raise InboundError(25, "isv.invalid-signature", f"unsupported sign_method {method}", 401)
+    signed, body = _signed_content(call)
     if not verify(signed, secret, signature, method, body):
         raise InboundError(25, "isv.invalid-signature", "Invalid signature", 401)
+
+
+def _signed_content(call):
+    """``(params, body)`` the signature covers: the query and the raw body, or the query
+    and the form fields for a form body (their names are disjoint, see parse_call)."""
+    if call.body_kind == "form":
+        return {**call.query, **call.form}, None
+    return call.query, call.raw_body or None
+
+
+def call_key(call):
+    """What identifies a call, to answer its replays without applying it twice: the
+    gateway's ``request_id`` when it sends one, else a digest of the signed content
+    (timestamp included, signature excluded)."""
+    request_id = call.query.get("request_id", "").strip()
+    if request_id:
+        data = b"request_id\x00" + request_id.encode("utf-8")
+    else:
+        data = b"content\x00" + string_to_sign(*_signed_content(call))
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_timestamp(call, max_skew=DEFAULT_MAX_SKEW, now=None):
@@ -227,6 +324,29 @@ def check_timestamp(call, max_skew=DEFAULT_MAX_SKEW, now=None):
         raise InboundError(
             31, "isv.invalid-timestamp", f"timestamp {text} is more than {max_skew}s from now"
         )
+
+
+# ERP statuses by how far along they are: an order never goes back to a lesser one.
+STATUS_RANK = {"1": 1, "2": 2, "4": 3, "3": 4}
+
+
+def transition(status, current=None, voided=False, finished=False):
+    """What an ERP ``status`` does to an order (README, transition table).
+
+    :param current: the ERP status the order has; ``voided``/``finished``: the order is
+        voided or finished (by the ERP or by the store).
+    :return: ``(apply, new_status)``: whether the call's fields are applied, and the ERP
+        status the order then has (``current`` when it does not change).
+    """
+    if status not in STATUS_RANK:  # 5 other: recorded, never a status change
+        return False, current
+    if voided and status != "3":  # a void is final
+        return False, current
+    if finished and status not in ("3", "4"):  # only a void follows a finish
+        return False, current
+    if STATUS_RANK.get(current, 0) > STATUS_RANK[status]:
+        return True, current  # details of an earlier step, arriving late
+    return True, status
 
 
 def validate_params(params):

@@ -3,95 +3,19 @@ import logging
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 
 from ..qimen.responses import parse_reply
 from ..qimen.sandbox import build_push, push
 from ..qimen.signing import sign
 from ..qimen.timeutil import to_gmt8
 from ..qimen.xmlsafe import parse_xml
-from .common import APP_KEY, QimenPosCase
-
-CALLBACK_SECRET = "回调-callback-secret-7"
-ORDER_FIELDS = [
-    "state",
-    "qimen_erp_status",
-    "qimen_cancelled",
-    "qimen_void_reason",
-    "qimen_delivery",
-    "qimen_finished",
-    "qimen_shipping_sn",
-    "write_date",
-]
+from .common import APP_KEY
+from .inbound_common import CALLBACK_SECRET, QimenCallbackCase
 
 
 @tagged("post_install", "-at_install")
-class TestInboundCallback(QimenPosCase, HttpCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.company.write({"qimen_callback_secret": CALLBACK_SECRET})
-        cls.Log = cls.env["qimen.callback.log"]
-
-    def setUp(self):
-        super().setUp()
-        self.order = self.paid_order()
-        self.bill = self.order.qimen_bill_code
-
-    # helpers ---------------------------------------------------------------------------
-    def call(
-        self,
-        params=None,
-        secret=CALLBACK_SECRET,
-        body_kind="json",
-        sign_method="md5",
-        query_changes=None,
-        body=None,
-        **kwargs,
-    ):
-        params = {"orderBillCode": self.bill, "status": "1"} if params is None else params
-        fmt = "xml" if body_kind == "xml" else "json"
-        query, raw, ctype = build_push(
-            params,
-            secret,
-            APP_KEY,
-            customerid="STORE_ERP_01",
-            sign_method=sign_method,
-            body_kind=body_kind,
-            fmt=fmt,
-            **kwargs,
-        )
-        changes = dict(query_changes or {})
-        forced_sign = changes.pop("sign", "keep")
-        if changes:  # signed like the gateway would sign the changed query
-            query.update(changes)
-            query = {k: v for k, v in query.items() if v is not None and k != "sign"}
-            signed_params = {**query, **params} if body_kind == "form" else query
-            query["sign"] = sign(
-                signed_params, secret, sign_method, None if body_kind == "form" else raw
-            )
-        if forced_sign != "keep":
-            query.pop("sign")
-        response = self.url_open(
-            "/qimen/callback?" + urlencode(query),
-            data=raw if body is None else body,
-            headers={"Content-Type": ctype},
-        )
-        return response, parse_reply(response.content, response.status_code)
-
-    def snapshot(self):
-        self.order.invalidate_recordset()
-        return self.order.read(ORDER_FIELDS)[0], len(self.order.message_ids)
-
-    def assert_rejected(self, response, reply, code, http_status, before):
-        self.assertEqual(response.status_code, http_status, response.text)
-        self.assertEqual((reply.flag, reply.code), ("failure", code), response.text)
-        self.assertFalse(response.headers["Content-Type"].startswith("text/html"))
-        self.assertEqual(self.snapshot(), before, "a rejected call writes nothing to the order")
-        log = self.Log.search([], limit=1)
-        self.assertEqual((log.result, log.code, log.http_status), ("rejected", code, http_status))
-        self.assertNotIn(CALLBACK_SECRET, json.dumps(log.read()[0], default=str))
-
+class TestInboundCallback(QimenCallbackCase):
     # statuses --------------------------------------------------------------------------
     def test_each_status_updates_the_order(self):
         cases = [
@@ -132,7 +56,7 @@ class TestInboundCallback(QimenPosCase, HttpCase):
                     "qimen_finish_date": datetime(2024, 1, 3, 12, 0),
                 },
             ),
-            ({"status": "5", "extendProps": '{"note": "其他"}'}, {}),
+            ({"status": "5", "extendProps": '{"note": "其他"}'}, {"qimen_erp_status": "4"}),
         ]
         for params, expected in cases:
             with self.subTest(status=params["status"]):
@@ -141,13 +65,17 @@ class TestInboundCallback(QimenPosCase, HttpCase):
                 self.assertTrue(reply.ok, response.text)
                 self.assertEqual(reply.code, "1")
                 self.order.invalidate_recordset()
-                self.assertEqual(self.order.qimen_erp_status, params["status"])
-                for name, value in expected.items():
+                wanted = dict({"qimen_erp_status": params["status"]}, **expected)
+                for name, value in wanted.items():
                     self.assertEqual(self.order[name], value, name)
                 log = self.Log.search([], limit=1)
                 self.assertEqual(
                     (log.result, log.order_id, log.status),
-                    ("applied", self.order, params["status"]),
+                    (
+                        "recorded" if params["status"] == "5" else "applied",
+                        self.order,
+                        params["status"],
+                    ),
                 )
         self.assertIn(
             "SF1234567890",
@@ -193,15 +121,128 @@ class TestInboundCallback(QimenPosCase, HttpCase):
         self.assertIn("缺货", str(activity.note))
         self.assertTrue(activity.user_id.has_group("point_of_sale.group_pos_manager"))
 
-    def test_repeat_of_the_same_status_changes_nothing(self):
+    # what a call is: replays, new content, transitions ----------------------------------
+    def test_a_replay_changes_nothing(self):
         params = {"orderBillCode": self.bill, "status": "3", "zf_message": "第一次"}
         self.assertTrue(self.call(params)[1].ok)
         before = self.snapshot()
-        _response, reply = self.call(dict(params, zf_message="第二次"))
-        self.assertTrue(reply.ok)
+        _response, reply = self.send(*self.last_call)  # the gateway sends it again
+        self.assertEqual((reply.ok, reply.message), (True, "Already applied"))
         self.assertEqual(self.snapshot(), before)
         self.assertEqual(len(self.order.activity_ids), 1)
         self.assertEqual(self.Log.search([], limit=1).result, "duplicate")
+        # the same request_id with a new timestamp (a gateway retry signed again)
+        request_id = self.last_call[0]["request_id"]
+        _response, reply = self.call(params, query_changes={"request_id": request_id})
+        self.assertEqual((reply.ok, reply.message), (True, "Already applied"))
+        self.assertEqual(self.snapshot(), before)
+
+    def test_a_replay_without_request_id_changes_nothing(self):
+        params = {"orderBillCode": self.bill, "status": "2", "shippingSn": "SN-1"}
+        self.assertTrue(self.call(params, query_changes={"request_id": None})[1].ok)
+        before = self.snapshot()
+        self.assertEqual(self.send(*self.last_call)[1].message, "Already applied")
+        self.assertEqual(self.snapshot(), before)
+
+    def test_new_content_with_the_same_status_is_applied(self):
+        for number in ("SF-1", "SF-2-CORRECTED"):
+            params = {"orderBillCode": self.bill, "status": "2", "shippingSn": number}
+            self.assertEqual(self.call(params)[1].message, "OK")
+            self.order.invalidate_recordset()
+            self.assertEqual(self.order.qimen_shipping_sn, number)
+        notes = len(self.order.message_ids)
+        for note in ("第一个", "第二个"):
+            params = {"orderBillCode": self.bill, "status": "5", "extendProps": note}
+            _response, reply = self.call(params)
+            self.assertTrue(reply.ok)
+            self.assertIn(note, self.order.message_ids[0].body)
+        self.assertEqual(len(self.order.message_ids), notes + 2)
+        self.assertEqual(self.Log.search([], limit=2).mapped("result"), ["recorded"] * 2)
+
+    def test_a_failed_call_is_applied_when_replayed(self):
+        params = {"orderBillCode": "ERP-LATE-1", "status": "2", "shippingSn": "LATE"}
+        _response, reply = self.call(params)
+        self.assertEqual((reply.flag, reply.code), ("failure", "0"))
+        self.order.qimen_bill_code = "ERP-LATE-1"  # the order reaches the store
+        _response, reply = self.send(*self.last_call)  # the gateway retries the call
+        self.assertEqual((reply.ok, reply.message), (True, "OK"))
+        self.order.invalidate_recordset()
+        self.assertEqual(self.order.qimen_shipping_sn, "LATE")
+
+    def test_a_void_is_final(self):
+        self.assertTrue(self.call({"orderBillCode": self.bill, "status": "3"})[1].ok)
+        self.order.invalidate_recordset()
+        voided_on = self.order.qimen_erp_status_date
+        self.assertTrue(voided_on)
+        before = self.snapshot()
+        for status in ("2", "1", "4", "5"):
+            with self.subTest(status=status):
+                params = {"orderBillCode": self.bill, "status": status, "shippingSn": "X"}
+                _response, reply = self.call(params)
+                self.assertEqual(
+                    (reply.ok, reply.message), (True, "Recorded; the order is unchanged")
+                )
+                self.assertEqual(self.snapshot()[0], before[0], "the order is unchanged")
+                self.assertEqual(self.Log.search([], limit=1).result, "recorded")
+        self.order.invalidate_recordset()
+        self.assertEqual((self.order.qimen_erp_status, self.order.qimen_finished), ("3", False))
+        self.assertEqual(self.order.qimen_erp_status_date, voided_on)
+        self.assertIn("not applied", self.order.message_ids[1].body)
+        # a corrected void reason is new content of the same status
+        self.call({"orderBillCode": self.bill, "status": "3", "zf_message": "更正的原因"})
+        self.order.invalidate_recordset()
+        self.assertEqual(self.order.qimen_void_reason, "更正的原因")
+        self.assertEqual(len(self.order.activity_ids), 1, "the manager is asked once")
+
+    def test_a_finish_is_not_undone_but_may_be_voided(self):
+        self.call({"orderBillCode": self.bill, "status": "2"})
+        self.call({"orderBillCode": self.bill, "status": "4"})
+        self.call({"orderBillCode": self.bill, "status": "1", "confirmor": "迟到"})
+        self.order.invalidate_recordset()
+        self.assertEqual((self.order.qimen_erp_status, self.order.qimen_confirm), ("4", "2"))
+        self.assertNotEqual(self.order.qimen_confirmor, "迟到")
+        self.call({"orderBillCode": self.bill, "status": "3", "zf_type": "0"})
+        self.order.invalidate_recordset()
+        self.assertEqual((self.order.qimen_erp_status, self.order.qimen_cancelled), ("3", True))
+
+    def test_late_confirmation_details_keep_the_status(self):
+        self.call({"orderBillCode": self.bill, "status": "2"})
+        self.call({"orderBillCode": self.bill, "status": "1", "confirmor": "ERP王五"})
+        self.order.invalidate_recordset()
+        self.assertEqual(
+            (self.order.qimen_erp_status, self.order.qimen_confirmor), ("2", "ERP王五")
+        )
+
+    # the readers' language ---------------------------------------------------------------
+    def _chinese(self):
+        self.env["res.lang"]._activate_lang("zh_CN")
+        self.env["ir.module.module"]._load_module_terms(["pos_qimen_sync"], ["zh_CN"])
+
+    def test_notes_are_in_the_company_language_with_field_labels(self):
+        self._chinese()
+        self.company.partner_id.lang = "zh_CN"
+        params = {"orderBillCode": self.bill, "status": "2", "shippingCode": "SF"}
+        self.assertTrue(self.call(params)[1].ok)
+        body = str(self.order.message_ids[0].body)
+        self.assertIn("ERP 上报此订单状态为：已取货。", body)  # noqa: RUF001
+        self.assertIn("快递公司编码: SF", body)
+        self.assertNotIn("shippingCode", body)
+
+    def test_notes_use_field_labels(self):
+        params = {"orderBillCode": self.bill, "status": "3", "zf_type": "0", "shippingSn": "T1"}
+        self.assertTrue(self.call(params)[1].ok)
+        body = str(self.order.message_ids[0].body)
+        self.assertIn("Void Type: Customer return", body)
+        self.assertIn("Tracking Number: T1", body)
+        self.assertNotIn("zf_type", body)
+
+    def test_todo_is_in_the_language_of_its_user(self):
+        self._chinese()
+        self.env.ref("point_of_sale.group_pos_manager").users.write({"lang": "zh_CN"})
+        self.assertTrue(self.call({"orderBillCode": self.bill, "status": "3"})[1].ok)
+        activity = self.order.activity_ids
+        self.assertEqual(activity.summary, "已在 ERP 中作废：请为此订单退款")  # noqa: RUF001
+        self.assertIn("未填写原因", str(activity.note))
 
     # formats and sign methods ----------------------------------------------------------
     def test_bodies_and_sign_methods(self):

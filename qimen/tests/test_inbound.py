@@ -9,13 +9,18 @@ from test_xmlsafe import BILLION_LAUGHS, XXE_FILE
 
 from qimen.errors import QimenValidationError
 from qimen.inbound import (
+    MAX_BODY_BYTES,
     InboundError,
     build_reply,
+    call_key,
     check_signature,
     check_timestamp,
     error_reply,
     normalize_method,
     parse_call,
+    read_body,
+    storable,
+    transition,
     validate_params,
 )
 from qimen.sandbox import build_push
@@ -162,7 +167,7 @@ def test_form_encodings_and_format():
     [
         (b'{"orderBillCode": ', "application/json", "malformed JSON"),
         (b"[1,2]", "application/json", "not an object"),
-        (b"\xff\xfe{", "application/json", "malformed JSON"),
+        (b"\xff\xfe{", "application/json", "not UTF-8"),
         (b"<request><a></request>", "text/xml", "malformed XML"),
         (XXE_FILE, "text/xml", "DTD or entity"),
         (BILLION_LAUGHS, "text/xml", "DTD or entity"),
@@ -188,8 +193,9 @@ def test_missing_signature_and_bad_method():
     with pytest.raises(InboundError, match="Missing signature"):
         check_signature(call, SECRET)
     call = parse_call(dict(query, sign_method="sha1"), body, ctype)
-    with pytest.raises(InboundError, match="unsupported sign_method"):
+    with pytest.raises(InboundError, match="unsupported sign_method") as info:
         check_signature(call, SECRET)
+    assert (info.value.code, info.value.http_status) == ("25", 401)  # as the README pairs them
     tampered = parse_call(query, body.replace(b"SO2024", b"SO2025"), ctype)
     with pytest.raises(InboundError, match="Invalid signature"):
         check_signature(tampered, SECRET)
@@ -248,3 +254,137 @@ def test_replies():
     }
     body, _ = build_reply(False, "单据不存在", "xml")
     assert "<flag>failure</flag><code>0</code><message>单据不存在</message>" in body.decode()
+
+
+# -- input PostgreSQL cannot store, or that is not UTF-8 --------------------------------
+def _refused(query, body, ctype="application/json"):
+    with pytest.raises(InboundError) as info:
+        parse_call(query, body, ctype)
+    assert (info.value.code, info.value.http_status) == ("41", 400)
+    assert info.value.sub_code.startswith("isv.invalid-parameter")
+    return info.value
+
+
+@pytest.mark.parametrize("name", ["customerid", "app_key", "method", "sign"])
+def test_a_nul_in_the_query_is_refused(name):
+    query, body, ctype = signed()
+    error = _refused(urlencode(dict(query, **{name: "A\x00B"})), body, ctype)
+    assert "NUL" in error.message
+    _refused(urlencode({"app\x00key": "x"}), body, ctype)  # in a name too
+
+
+def test_a_nul_in_the_body_is_refused_even_signed():
+    query, body, ctype = signed(params=dict(PARAMS, orderBillCode="SO\x00"))
+    assert b"\\u0000" in body  # JSON escapes it: the signature is valid
+    error = _refused(query, body, ctype)
+    assert error.sub_code == "isv.invalid-parameter:orderBillCode"
+    _refused({}, b'{"status": "1"}\x00', "application/json")  # a raw NUL byte
+    _refused({}, b"status=1&zf_message=%00", "application/x-www-form-urlencoded")
+    _refused({}, b'{"mx_list": [{"sku": "\\u0000", "goods_number": "1"}]}')
+    _refused({}, b'{"zf_message": "\\ud800"}')  # a lone surrogate cannot be encoded
+
+
+def test_bodies_and_queries_that_are_not_utf8_are_refused():
+    utf16 = '<?xml version="1.0" encoding="UTF-16"?><request><status>1</status></request>'
+    error = _refused({}, utf16.encode("utf-16"), "text/xml")
+    assert "NUL" in error.message or "UTF-8" in error.message
+    assert "UTF-8" in _refused({}, "<request><s>é</s></request>".encode("latin-1")).message
+    assert "UTF-8" in _refused(b"customerid=%FF%FE", b"").message
+    assert "UTF-8" in _refused(b"customerid=\xff", b"").message
+
+
+def test_storable():
+    assert storable("a\x00b") == "a\\x00b"
+    assert storable("\ud800x") == "\\ud800x"
+    assert storable(b"\xff\x00") == "\ufffd\\x00"
+    assert storable("abcdef", max_chars=3) == "abc…"
+    assert storable("不想买了") == "不想买了"
+
+
+# -- reading a body with a hard cap -------------------------------------------------------
+class EndlessStream:
+    """A chunked body that never ends; counts what was read."""
+
+    def __init__(self):
+        self.read_bytes = 0
+
+    def read(self, size=-1):
+        assert size > 0, "an unbounded read would buffer the whole body"
+        self.read_bytes += size
+        return b"x" * size
+
+
+def test_read_body_never_reads_past_the_cap():
+    stream = EndlessStream()
+    with pytest.raises(InboundError, match="larger than") as info:
+        read_body(stream)
+    assert (info.value.code, info.value.http_status) == ("41", 413)
+    assert stream.read_bytes == MAX_BODY_BYTES + 1
+    stream = EndlessStream()
+    with pytest.raises(InboundError):
+        read_body(stream, content_length=MAX_BODY_BYTES + 1)
+    assert stream.read_bytes == 0, "a declared oversized body is refused unread"
+
+
+def test_read_body_reads_a_body_up_to_the_cap():
+    import io
+
+    assert read_body(io.BytesIO(b"x" * MAX_BODY_BYTES)) == b"x" * MAX_BODY_BYTES
+    assert read_body(io.BytesIO(b"")) == b""
+    assert read_body(io.BytesIO(b"abc"), max_bytes=3, content_length=3) == b"abc"
+
+
+# -- what identifies a call ------------------------------------------------------------
+def _key(query, body, ctype):
+    return call_key(parse_call(query, body, ctype))
+
+
+def test_call_key_is_the_request_id_when_there_is_one():
+    query, body, ctype = signed()
+    other_query, other_body, _ = signed(params=dict(PARAMS, zf_message="另一个"))
+    assert _key(query, body, ctype) == _key(
+        dict(other_query, request_id=query["request_id"]), other_body, ctype
+    )
+    assert _key(query, body, ctype) != _key(other_query, other_body, ctype)
+
+
+@pytest.mark.parametrize("body_kind", ["json", "xml", "form"])
+def test_call_key_without_request_id_is_the_signed_content(body_kind):
+    def key(params, **kwargs):
+        query, body, ctype = signed(body_kind, params=params, **kwargs)
+        del query["request_id"]
+        return _key(dict(query, sign="whatever"), body, ctype)
+
+    now = datetime.now(timezone.utc)
+    stamp = to_gmt8(now)
+    same = key(PARAMS, timestamp=stamp)
+    assert same == key(PARAMS, timestamp=stamp), "a replay is the same call"
+    assert same != key(dict(PARAMS, zf_message="新的原因"), timestamp=stamp), "new content"
+    assert same != key(PARAMS, timestamp=to_gmt8(now + timedelta(seconds=1))), "sent again"
+
+
+# -- the transition table (README) -----------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "current", "voided", "finished", "expected"),
+    [
+        ("1", None, False, False, (True, "1")),
+        ("2", "1", False, False, (True, "2")),
+        ("1", "2", False, False, (True, "2")),  # late confirmation details: status kept
+        ("2", "2", False, False, (True, "2")),  # new content (tracking number)
+        ("4", "2", False, False, (True, "4")),
+        ("3", "2", False, False, (True, "3")),
+        ("3", None, True, False, (True, "3")),  # voided by the store: details from the ERP
+        ("2", "3", True, False, (False, "3")),  # a void is not undone
+        ("1", "3", True, False, (False, "3")),
+        ("4", "3", True, False, (False, "3")),
+        ("3", "3", True, False, (True, "3")),  # corrected void reason
+        ("2", "4", False, True, (False, "4")),  # a finish is not undone
+        ("1", None, False, True, (False, None)),  # finished by the store
+        ("4", "4", False, True, (True, "4")),
+        ("3", "4", False, True, (True, "3")),  # a return after completion
+        ("5", "2", False, False, (False, "2")),  # other: recorded only
+        ("5", "3", True, False, (False, "3")),
+    ],
+)
+def test_transition(status, current, voided, finished, expected):
+    assert transition(status, current, voided, finished) == expected

@@ -1,0 +1,322 @@
+# pylint: disable=print-used
+"""What a verified ERP callback costs, against the peer an integrator would otherwise
+use: the ERP writing the same order fields through Odoo's external JSON-RPC.
+
+Starts its own Odoo server (an odoo-bin style launcher) on 127.0.0.1:PORT, then sends,
+in alternating rounds with the same concurrency, signed status-2 callbacks through
+/qimen/callback (each one new content, checked applied) and ``pos.order.write`` calls
+through /jsonrpc, and prints both rates and their ratio, with the SQL queries of one
+callback measured in-process. Run through bench/run, or:
+
+    python3 bench/callback.py -c <odoo.conf> -d <database> [--port 8271]
+
+``--burst N`` instead sends N valid callbacks at once (one connection each) and counts
+the answers: the server's thread and connection limits (``ODOO_MAX_HTTP_THREADS`` in the
+environment, or ``--workers``) decide whether some get an HTML 500 ("connection pool is
+full"). Extra arguments after ``--`` go to the Odoo server.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from urllib.parse import urlencode
+
+import requests
+
+import odoo
+from odoo import SUPERUSER_ID, api
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qimen.responses import parse_reply
+from qimen.sandbox import build_push
+
+APP_KEY = "bench-app"
+SECRET = "bench-callback-secret"
+CUSTOMERID = "BENCH_SHOP"
+LAUNCHER = "import odoo\nodoo.cli.main()\n"
+
+
+def prepare(database, orders):
+    """Commit a shop, a session and ``orders`` draft orders; configure the callback."""
+    registry = odoo.modules.registry.Registry(database)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        company = env.ref("base.main_company")
+        company.write(
+            {
+                "qimen_enabled": True,
+                "qimen_app_key": APP_KEY,
+                "qimen_app_secret": "bench-outbound-secret",
+                "qimen_callback_secret": SECRET,
+                "qimen_customerid": CUSTOMERID,
+            }
+        )
+        config = env["pos.config"].create({"name": f"Bench shop {uuid.uuid4().hex[:6]}"})
+        session = env["pos.session"].create({"config_id": config.id, "user_id": env.uid})
+        run = uuid.uuid4().hex[:6]
+        records = env["pos.order"].create(
+            [
+                {
+                    "session_id": session.id,
+                    "amount_tax": 0,
+                    "amount_total": 0,
+                    "amount_paid": 0,
+                    "amount_return": 0,
+                    "qimen_bill_code": f"BENCH-{run}-{index}",
+                }
+                for index in range(orders)
+            ]
+        )
+        return [(order.id, order.qimen_bill_code) for order in records]
+
+
+def queries_per_callback(database, bill_code):
+    """SQL queries of one verified status-2 callback with an empty ORM cache, as in a
+    request (the registry's caches warm), in a transaction rolled back."""
+    registry = odoo.modules.registry.Registry(database)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        log = env["qimen.callback.log"]
+        counts = []
+        for index in range(3):  # the first one warms the caches
+            query, body, _ctype = build_push(
+                {"orderBillCode": bill_code, "status": "2", "shippingSn": f"Q{index}"},
+                SECRET,
+                APP_KEY,
+                customerid=CUSTOMERID,
+            )
+            env.invalidate_all()
+            before = cr.sql_log_count
+            status, reply, _ctype = log._handle_call(
+                "POST", urlencode(query).encode(), body, "application/json", "127.0.0.1"
+            )
+            env.flush_all()
+            assert status == 200 and parse_reply(reply).ok, reply
+            counts.append(cr.sql_log_count - before)
+        cr.rollback()
+    return counts[-1]
+
+
+def start_server(config, database, port, extra=()):
+    launcher = os.path.join(tempfile.mkdtemp(prefix="pqs-bench-"), "odoo-bin")
+    with open(launcher, "w", encoding="utf-8") as handle:
+        handle.write(LAUNCHER)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            launcher,
+            "-c",
+            config,
+            "-d",
+            database,
+            f"--db-filter=^{database}$",
+            "--http-interface=127.0.0.1",
+            f"--http-port={port}",
+            "--max-cron-threads=0",
+            "--log-level=warn",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _attempt in range(240):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/web/login", timeout=2)
+            return server
+        except requests.RequestException:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit("the Odoo server did not start")
+
+
+def run_parallel(tasks, concurrency):
+    """Run the callables in ``tasks`` on ``concurrency`` threads; return seconds."""
+    pending = list(reversed(tasks))
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        session = requests.Session()
+        while True:
+            with lock:
+                if not pending:
+                    return
+                task = pending.pop()
+            try:
+                task(session)
+            except Exception as exc:  # noqa: BLE001 - reported after the round
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} calls failed, e.g. {errors[0]!r}")
+    return time.perf_counter() - began
+
+
+def callback_tasks(base, orders, round_no):
+    def task(query, body):
+        def send(session):
+            response = session.post(
+                f"{base}/qimen/callback?{urlencode(query)}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
+            reply = parse_reply(response.content, response.status_code)
+            if not (response.status_code == 200 and reply.ok and reply.message == "OK"):
+                raise RuntimeError(f"not applied: {response.status_code} {response.text[:200]}")
+
+        return send
+
+    tasks = []
+    for _order_id, bill in orders:
+        params = {"orderBillCode": bill, "status": "2", "shippingSn": f"CB-{round_no}-{bill}"}
+        query, body, _ctype = build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID)
+        tasks.append(task(query, body))
+    return tasks
+
+
+def rpc_tasks(base, database, uid, password, orders, round_no):
+    def task(order_id, values):
+        def send(session):
+            payload = {
+                "jsonrpc": "2.0",
+                "method": "call",
+                "params": {
+                    "service": "object",
+                    "method": "execute_kw",
+                    "args": [database, uid, password, "pos.order", "write", [[order_id], values]],
+                },
+            }
+            result = session.post(f"{base}/jsonrpc", json=payload, timeout=60).json()
+            if result.get("result") is not True:
+                raise RuntimeError(f"write failed: {str(result)[:200]}")
+
+        return send
+
+    return [
+        task(order_id, {"qimen_delivery": "1", "qimen_shipping_sn": f"RPC-{round_no}-{bill}"})
+        for order_id, bill in orders
+    ]
+
+
+def burst(base, orders):
+    """Send one valid callback per order, all at once; count the answers."""
+    calls = []
+    for _order_id, bill in orders:
+        params = {"orderBillCode": bill, "status": "2", "shippingSn": f"BURST-{bill}"}
+        calls.append(build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID))
+    start, answers = threading.Barrier(len(calls)), []
+
+    def send(query, body, ctype):
+        start.wait()
+        try:
+            response = requests.post(
+                f"{base}/qimen/callback?{urlencode(query)}",
+                data=body,
+                headers={"Content-Type": ctype, "Connection": "close"},
+                timeout=300,
+            )
+        except requests.RequestException as exc:
+            answers.append(f"no answer ({type(exc).__name__}: {str(exc)[-60:]})")
+            return
+        html = response.headers.get("Content-Type", "").startswith("text/html")
+        reply = parse_reply(response.content, response.status_code)
+        verdict = "applied" if reply.ok else f"code {reply.code}"
+        answers.append(f"HTTP {response.status_code} {'HTML' if html else verdict}")
+
+    threads = [threading.Thread(target=send, args=call) for call in calls]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    print(f"{len(calls)} valid callbacks at once, answered in {seconds:.1f} s:")
+    for answer in sorted(set(answers)):
+        print(f"  {answers.count(answer):4}  {answer}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("-d", "--database", required=True)
+    port = os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8271")
+    parser.add_argument("--port", type=int, default=int(port), help="HTTP port of the server")
+    parser.add_argument("-n", "--calls", type=int, default=200, help="calls per side and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--login", default="admin")
+    parser.add_argument("--password", default="admin")
+    parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
+    parser.add_argument("server_args", nargs="*", help="after --: for the Odoo server")
+    args = parser.parse_args()
+    odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
+    orders = prepare(args.database, args.burst or args.calls)
+    base = f"http://127.0.0.1:{args.port}"
+    if args.burst:
+        server = start_server(args.config, args.database, args.port, args.server_args)
+        try:
+            burst(base, orders)
+        finally:
+            server.terminate()
+            server.wait(30)
+        return
+    queries = queries_per_callback(args.database, orders[0][1])
+    server = start_server(args.config, args.database, args.port, args.server_args)
+    try:
+        uid = requests.post(
+            f"{base}/jsonrpc",
+            json={
+                "jsonrpc": "2.0",
+                "method": "call",
+                "params": {
+                    "service": "common",
+                    "method": "login",
+                    "args": [args.database, args.login, args.password],
+                },
+            },
+            timeout=60,
+        ).json()["result"]
+        if not uid:
+            raise SystemExit(f"cannot log in as {args.login} for the JSON-RPC side")
+        warm = orders[: args.concurrency * 4]
+        run_parallel(callback_tasks(base, warm, "warm"), args.concurrency)
+        run_parallel(rpc_tasks(base, args.database, uid, args.password, warm, "warm"), 2)
+        seconds = {"callback": 0.0, "jsonrpc": 0.0}
+        for round_no in range(args.rounds):
+            seconds["callback"] += run_parallel(
+                callback_tasks(base, orders, round_no), args.concurrency
+            )
+            seconds["jsonrpc"] += run_parallel(
+                rpc_tasks(base, args.database, uid, args.password, orders, round_no),
+                args.concurrency,
+            )
+    finally:
+        server.terminate()
+        server.wait(30)
+    total = args.calls * args.rounds
+    callback, jsonrpc = (total / seconds[side] for side in ("callback", "jsonrpc"))
+    print(
+        f"ERP -> store updates, {total} per side in {args.rounds} alternating rounds, "
+        f"{args.concurrency} concurrent clients, one Odoo server (threaded) on loopback"
+    )
+    print(f"  /qimen/callback status 2 (verified, applied)  {callback:7.1f} calls/s")
+    print(f"  JSON-RPC pos.order.write, same fields         {jsonrpc:7.1f} calls/s")
+    print(f"  ratio callback / JSON-RPC: {callback / jsonrpc:.2f}x")
+    print(f"  SQL queries per callback (in-process, as in a request): {queries}")
+
+
+if __name__ == "__main__":
+    main()
