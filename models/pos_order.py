@@ -542,12 +542,17 @@ class PosOrder(models.Model):
             )
         return vals
 
+    def _qimen_for_readers(self):
+        """The order in the language of its readers: the company's (the context key
+        ``qimen_reader_lang`` may give it)."""
+        lang = self.env.context.get("qimen_reader_lang") or self.company_id.partner_id.lang
+        return self.with_context(lang=lang or self.env.lang)
+
     def _qimen_post_erp_update(self, params, applied=True):
         """A note of what the ERP said, in the language of the company (its readers; the
         context key ``qimen_reader_lang`` may give it)."""
         self.ensure_one()
-        lang = self.env.context.get("qimen_reader_lang") or self.company_id.partner_id.lang
-        order = self.with_context(lang=lang or self.env.lang)
+        order = self._qimen_for_readers()
         env = order.env
         labels = dict(order._fields["qimen_erp_status"]._description_selection(env))
         status = labels[params["status"]]

@@ -22,9 +22,9 @@ from ..qimen.inbound import (
     error_reply,
     parse_call,
     query_dict,
-    storable,
     validate_params,
 )
+from ..qimen.text import storable
 
 _logger = logging.getLogger(__name__)
 LOGGED_BODY_CHARS = 4000

@@ -625,20 +625,23 @@ class QimenSyncJob(models.Model):
             return RETRY_BASE_SECONDS
 
     def _notify_dead(self):
-        """Tell the order's followers and a POS manager, once per job."""
+        """Tell the order's readers (in the company's language) and a POS manager (in
+        theirs), once per job."""
         for job in self.filtered(lambda j: j.order_id and not j.dead_notified):
-            order = job.order_id
+            order = job.order_id._qimen_for_readers()
             order.message_post(
-                body=self.env._(
+                body=order.env._(
                     "The ERP update %(job)s could not be sent: %(error)s",
-                    job=job.name,
+                    job=job.with_env(order.env).name,
                     error=job.last_error,
                 ),
                 author_id=self.env.ref("base.partner_root").id,
             )
             order._qimen_ask_manager(
-                self.env._("ERP sync failed: fix and retry"),
-                self.env._("%(job)s: %(error)s", job=job.name, error=job.last_error),
+                lambda env, job=job: env._("ERP sync failed: fix and retry"),
+                lambda env, job=job: env._(
+                    "%(job)s: %(error)s", job=job.with_env(env).name, error=job.last_error
+                ),
             )
             job.dead_notified = True
 

@@ -129,17 +129,6 @@ def _storable_text(text):
     return True
 
 
-def storable(text, max_chars=None):
-    """``text`` (str or bytes, from anyone) as it may be stored and shown: undecodable
-    bytes replaced, NUL and lone surrogates escaped, cut at ``max_chars``."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    text = str(text)
-    if max_chars is not None and len(text) > max_chars:
-        text = text[:max_chars] + "…"
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
 def read_body(stream, max_bytes=MAX_BODY_BYTES, content_length=None):
     """Read a request body from ``stream``, never more than ``max_bytes`` + 1 bytes:
     a larger body (declared or chunked) is refused without being read or buffered."""

@@ -1,4 +1,4 @@
-"""Texts that can be stored and shown whatever bytes a peer sent."""
+"""Texts that can be stored and shown whatever a peer sent."""
 
 import re
 
@@ -7,8 +7,16 @@ import re
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def storable(text):
-    """``text`` with control characters shown as ``\\xNN`` escapes (NUL included)."""
+def storable(text, max_chars=None):
+    """``text`` (str or bytes, from anyone) as it may be stored and shown: undecodable
+    bytes replaced, control characters (NUL included) and lone surrogates escaped as
+    ``\\xNN`` / ``\\udNNN``, cut at ``max_chars``."""
     if text is None:
         return ""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = str(text)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars] + "…"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -19,7 +19,6 @@ from qimen.inbound import (
     normalize_method,
     parse_call,
     read_body,
-    storable,
     transition,
     validate_params,
 )
@@ -291,14 +290,6 @@ def test_bodies_and_queries_that_are_not_utf8_are_refused():
     assert "UTF-8" in _refused({}, "<request><s>é</s></request>".encode("latin-1")).message
     assert "UTF-8" in _refused(b"customerid=%FF%FE", b"").message
     assert "UTF-8" in _refused(b"customerid=\xff", b"").message
-
-
-def test_storable():
-    assert storable("a\x00b") == "a\\x00b"
-    assert storable("\ud800x") == "\\ud800x"
-    assert storable(b"\xff\x00") == "\ufffd\\x00"
-    assert storable("abcdef", max_chars=3) == "abc…"
-    assert storable("不想买了") == "不想买了"
 
 
 # -- reading a body with a hard cap -------------------------------------------------------
