@@ -26,4 +26,8 @@
         "views/res_config_settings_void_reason_views.xml",
     ],
     "demo": ["demo/pos_qimen_sync_demo.xml", "demo/qimen_void_reason_demo.xml"],
+    "assets": {
+        "point_of_sale._assets_pos": ["pos_qimen_sync/static/src/**/*"],
+        "web.assets_tests": ["pos_qimen_sync/static/tests/tours/**/*"],
+    },
 }
