@@ -4,3 +4,4 @@ from . import test_inbound
 from . import test_back_office
 from . import test_i18n
 from . import test_void_reasons
+from . import test_pos_frontend
