@@ -220,8 +220,7 @@ class PosOrder(models.Model):
         # the activity fields come with this addon (to-dos for managers), not for the till
         ours = set(self.env["mail.activity.mixin"]._fields) - set(self.env["mail.thread"]._fields)
         names = [name for name in names if not name.startswith("qimen_") and name not in ours]
-        config = self.env["pos.config"].browse(config_id).exists() if config_id else None
-        if config and config.company_id.qimen_enabled:
+        if config_id and self.env["pos.config"].browse(config_id).company_id.qimen_enabled:
             names += POS_ORDER_FIELDS
         return names
 
