@@ -54,6 +54,10 @@ ORDER_WIRE_FIELDS = {
     "qimen_void_reason": "zf_message",
 }
 
+# The fields of pos.order that the Point of Sale loads when its company syncs: the state
+# to show (computed, never sent back) and the return reason that the cashier sets.
+POS_ORDER_FIELDS = ["qimen_sync_state", "qimen_return_type", "qimen_return_reason"]
+
 # An order's later updates wait while an earlier one is in one of these states: a dead
 # update holds them until it is retried (after a fix) or cancelled by an operator.
 BLOCKING_JOB_STATES = ("pending", "sending", "failed", "dead")

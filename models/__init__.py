@@ -1,4 +1,5 @@
 from . import res_company
+from . import qimen_void_reason
 from . import pos_config
 from . import qimen_sync_job
 from . import qimen_callback_log

@@ -10,6 +10,16 @@ class PosConfig(models.Model):
         "Qimen Customer ID",
         help="Routing parameter (customerid) of this shop's ERP tenant; empty: the company's.",
     )
+    qimen_sync_enabled = fields.Boolean(
+        related="company_id.qimen_enabled", string="Qimen ERP Sync Enabled"
+    )
+    qimen_return_reason_id = fields.Many2one(
+        "qimen.void.reason",
+        string="Default Return Reason",
+        check_company=True,
+        help="Sent to the ERP with the void of a refunded order when the cashier gives "
+        'no reason; empty: "Returned: <refund>".',
+    )
 
     @api.constrains("qimen_customerid")
     def _check_qimen_customerid(self):

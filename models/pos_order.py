@@ -17,6 +17,7 @@ from ..const import (
     JOB_STATE_SELECTION,
     ORDER_EVENTS,
     ORDER_WIRE_FIELDS,
+    POS_ORDER_FIELDS,
     VOID_TYPE_SELECTION,
 )
 from ..qimen.inbound import transition
@@ -112,6 +113,14 @@ class PosOrder(models.Model):
         readonly=True,
         help="When an ERP callback last applied a status to this order.",
     )
+    # On a refund: why the customer returned the goods, given by the cashier at the till
+    # and sent with the void of the refunded order.
+    qimen_return_type = fields.Selection(VOID_TYPE_SELECTION, string="Return Type", copy=False)
+    qimen_return_reason = fields.Char(
+        "Return Reason",
+        copy=False,
+        help="Sent to the ERP with the void of the refunded order (zf_message).",
+    )
 
     def _auto_init(self):
         """Fill the new stored columns in SQL: computing them row by row would make the
@@ -126,6 +135,14 @@ class PosOrder(models.Model):
                                          AND line.refunded_orderline_id IS NOT NULL)"""
             )
         return super()._auto_init()
+
+    @api.depends("name", "pos_reference")
+    def _compute_display_name(self):
+        """A draft saved by the POS is named "/" until it is paid: show its POS reference,
+        as the till does (void wizard, sync queue, any many2one to the order)."""
+        for order in self:
+            unnamed = order.name == "/" and order.pos_reference
+            order.display_name = order.pos_reference if unnamed else order.name
 
     @api.depends("pos_reference")
     def _compute_qimen_bill_code(self):
@@ -232,6 +249,62 @@ class PosOrder(models.Model):
             return ["!", *expression.normalize_domain(domain)]
         return domain
 
+    # -- what the Point of Sale loads ------------------------------------------------------
+    @api.model
+    def _load_pos_data_fields(self, config_id):
+        """point_of_sale loads every field of an order (an empty list) and sends back
+        every stored one on each sync: the till would then overwrite what the ERP and the
+        dispatcher recorded meanwhile. It gets only the sync state to show and the return
+        reason it sets, and only when its company syncs."""
+        names = super()._load_pos_data_fields(config_id)
+        if not names:  # what an empty list reads: every field this user may read
+            names = [
+                name
+                for name, field in self._fields.items()
+                if not field.manual and field.is_accessible(self.env)
+            ]
+        # the activity fields come with this addon (to-dos for managers), not for the till
+        ours = set(self.env["mail.activity.mixin"]._fields) - set(self.env["mail.thread"]._fields)
+        names = [name for name in names if not name.startswith("qimen_") and name not in ours]
+        if config_id and self.env["pos.config"].browse(config_id).company_id.qimen_enabled:
+            names += POS_ORDER_FIELDS
+        return names
+
+    def action_pos_order_cancel(self):
+        """The till sends the cashier's void reasons in the context of the cancellation
+        itself (``qimen_voids``: ``{order id: {"type": "0"|"1", "message": text}}``):
+        offline, the POS queues that one call with its arguments, so the reason cannot
+        be lost apart from the void."""
+        voids = self.env.context.get("qimen_voids")
+        if voids:
+            self._qimen_set_void_reasons(voids)
+        return super().action_pos_order_cancel()
+
+    def _qimen_set_void_reasons(self, voids):
+        if not isinstance(voids, dict):
+            raise UserError(self.env._("Invalid void reasons: %s", voids))
+        by_reason = {}
+        for order in self.filtered(lambda o: o.state == "draft"):
+            void = voids.get(str(order.id), voids.get(order.id))
+            if void is None:
+                continue
+            if (
+                not isinstance(void, dict)
+                or void.get("type") not in ("0", "1")
+                or not isinstance(void.get("message") or "", str)
+            ):
+                raise UserError(
+                    self.env._(
+                        "Invalid void reason for order %(order)s: %(void)s",
+                        order=order.display_name,
+                        void=void,
+                    )
+                )
+            message = (void.get("message") or "").strip() or False
+            by_reason.setdefault((void["type"], message), []).append(order.id)
+        for (void_type, message), ids in by_reason.items():  # usually one order, one write
+            self.browse(ids).write({"qimen_void_type": void_type, "qimen_void_reason": message})
+
     # -- hooks: enqueue only, never raise ----------------------------------------------
     def _process_saved_order(self, draft):
         order_id = super()._process_saved_order(draft)
@@ -296,18 +369,32 @@ class PosOrder(models.Model):
                 continue
             if policy == "full" and not original._qimen_fully_refunded():
                 continue
+            void_type, reason = self._qimen_return_reason_for(original)
             original.write(
                 {
                     "qimen_cancelled": True,
                     "qimen_canceler": self._qimen_cashier(),
                     "qimen_cancel_date": now,
-                    "qimen_void_type": "0",
-                    "qimen_void_reason": original.qimen_void_reason
-                    or self.env._("Returned: %s", self.name),
+                    "qimen_void_type": void_type,
+                    "qimen_void_reason": reason,
                 }
             )
             voided |= original
         self._qimen_queue([(original, "void") for original in voided])
+
+    def _qimen_return_reason_for(self, original):
+        """``(zf_type, zf_message)`` of the void that this refund causes: the cashier's
+        reason, else one already recorded on the refunded order, else the shop's default
+        return reason, else "Returned: <refund>"."""
+        self.ensure_one()
+        if self.qimen_return_reason:
+            return self.qimen_return_type or "0", self.qimen_return_reason
+        if original.qimen_void_reason:
+            return "0", original.qimen_void_reason
+        default = self.config_id.qimen_return_reason_id
+        if default:
+            return default.void_type, default.name
+        return "0", self.env._("Returned: %s", self.name)
 
     def _qimen_fully_refunded(self):
         self.ensure_one()
@@ -642,6 +729,7 @@ class PosOrder(models.Model):
     # -- actions -----------------------------------------------------------------------
     def action_qimen_void(self):
         """Open the void-reason wizard (cancels draft orders)."""
+        self._qimen_check_voidable()
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Void with a Reason"),
@@ -654,6 +742,16 @@ class PosOrder(models.Model):
                 "default_void_type": self[:1].qimen_void_type or "1",
             },
         }
+
+    def _qimen_check_voidable(self):
+        not_draft = self.filtered(lambda o: o.state != "draft")
+        if not_draft:
+            raise UserError(
+                self.env._(
+                    "Only new (draft) orders can be voided; refund paid orders instead: %s",
+                    ", ".join(not_draft.mapped("display_name")),
+                )
+            )
 
     def action_qimen_sync_now(self):
         """Queue the order's failed or missed updates and have them sent right away."""

@@ -1,8 +1,13 @@
-from odoo import models
+from odoo import api, models
 
 
 class PosSession(models.Model):
     _inherit = "pos.session"
+
+    @api.model
+    def _load_pos_data_models(self, config_id):
+        # the void reasons load nothing when the company does not sync (their domain)
+        return [*super()._load_pos_data_models(config_id), "qimen.void.reason"]
 
     def _validate_session(
         self, balancing_account=False, amount_to_balance=0, bank_payment_method_diffs=None

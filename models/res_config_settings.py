@@ -47,6 +47,9 @@ class ResConfigSettings(models.TransientModel):
     pos_qimen_customerid = fields.Char(
         related="pos_config_id.qimen_customerid", readonly=False, string="Shop Customer ID"
     )
+    pos_qimen_return_reason_id = fields.Many2one(
+        related="pos_config_id.qimen_return_reason_id", readonly=False
+    )
 
     @api.constrains("qimen_lanes", "qimen_job_retention_days")
     def _check_qimen_sending(self):

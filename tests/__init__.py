@@ -8,3 +8,5 @@ from . import test_back_office
 from . import test_order_sync_page
 from . import test_i18n
 from . import test_concurrency
+from . import test_void_reasons
+from . import test_pos_frontend

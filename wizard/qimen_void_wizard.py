@@ -1,5 +1,4 @@
 from odoo import api, fields, models
-from odoo.exceptions import UserError
 
 from ..const import VOID_TYPE_SELECTION
 
@@ -12,6 +11,11 @@ class QimenVoidWizard(models.TransientModel):
     _description = "Void POS Orders with a Reason"
 
     order_ids = fields.Many2many("pos.order", string="Orders", required=True)
+    reason_id = fields.Many2one(
+        "qimen.void.reason",
+        string="Preset",
+        help="Fills the void type and reason; the reason can still be edited.",
+    )
     void_type = fields.Selection(
         VOID_TYPE_SELECTION,
         required=True,
@@ -26,16 +30,15 @@ class QimenVoidWizard(models.TransientModel):
             values["order_ids"] = [(6, 0, self.env.context.get("active_ids", []))]
         return values
 
+    @api.onchange("reason_id")
+    def _onchange_reason_id(self):
+        if self.reason_id:
+            self.void_type = self.reason_id.void_type
+            self.reason = self.reason_id.name
+
     def action_void(self):
         self.ensure_one()
-        not_draft = self.order_ids.filtered(lambda o: o.state != "draft")
-        if not_draft:
-            raise UserError(
-                self.env._(
-                    "Only new (draft) orders can be voided; refund paid orders instead: %s",
-                    ", ".join(not_draft.mapped("name")),
-                )
-            )
+        self.order_ids._qimen_check_voidable()
         self.order_ids.write(
             {"qimen_void_type": self.void_type, "qimen_void_reason": self.reason.strip()}
         )

@@ -1,0 +1,192 @@
+"""The cashier's side in a real browser: POS tours (static/tests/tours/qimen_pos_tour.js)
+in headless Chromium, with the dispatcher run between them and the calls checked at
+the sandbox gateway."""
+
+import json
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tests.common import _super_send
+
+from odoo.addons.point_of_sale.tests import test_frontend
+
+from ..qimen.sandbox import SandboxGateway
+from .common import APP_KEY, APP_SECRET
+
+
+@tagged("post_install", "-at_install")
+class TestPosFrontend(test_frontend.TestPointOfSaleHttpCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = SandboxGateway({APP_KEY: APP_SECRET}, timeout_delay=3).start()
+        cls.addClassCleanup(cls.sandbox.stop)
+        cls.config = cls.main_pos_config
+        cls.company = cls.config.company_id
+        cls.company.write(
+            {
+                "qimen_enabled": True,
+                "qimen_gateway": "custom",
+                "qimen_custom_url": cls.sandbox.url,
+                "qimen_app_key": APP_KEY,
+                "qimen_app_secret": APP_SECRET,
+                "qimen_target_app_key": "erp-9",
+                "qimen_customerid": "COMPANY_ERP",
+                "qimen_read_timeout": 1.0,
+            }
+        )
+        cls.config.qimen_customerid = "STORE_ERP_01"
+        product = cls.env["product.product"]
+        cls.tea = product.create(
+            {"name": "Qimen Tea", "available_in_pos": True, "list_price": 13.57, "taxes_id": False}
+        )
+        cls.cake = product.create(
+            {"name": "Qimen Cake", "available_in_pos": True, "list_price": 24.68, "taxes_id": False}
+        )
+        cls.Job = cls.env["qimen.sync.job"].sudo()
+
+    def setUp(self):
+        super().setUp()
+        self.sandbox.clear()
+        self.config.with_user(self.pos_user).open_ui()
+        self.pos_session = self.config.current_session_id
+        self.pos_session.set_opening_control(0, None)
+
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        """Let loopback calls reach the sandbox gateway (see tests/common.py)."""
+        if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
+            return _super_send(s, r, **kw)
+        return super()._request_handler(s, r, **kw)
+
+    # helpers ---------------------------------------------------------------------------
+    def saved_draft(self, product, reference):
+        """A draft the server knows, as a till saves it (named "/" until paid)."""
+        price = product.lst_price
+        data = {
+            "amount_paid": 0,
+            "amount_return": 0,
+            "amount_tax": 0,
+            "amount_total": price,
+            "date_order": fields.Datetime.to_string(fields.Datetime.now()),
+            "fiscal_position_id": False,
+            "pricelist_id": self.config.pricelist_id.id,
+            "name": reference,
+            "last_order_preparation_change": json.dumps(
+                {"lines": {}, "generalNote": "", "sittingMode": "dine in"}
+            ),
+            "lines": [
+                (
+                    0,
+                    0,
+                    {
+                        "product_id": product.id,
+                        "qty": 1,
+                        "price_unit": price,
+                        "price_subtotal": price,
+                        "price_subtotal_incl": price,
+                        "discount": 0,
+                        "tax_ids": [],
+                        "pack_lot_ids": [],
+                    },
+                )
+            ],
+            "partner_id": False,
+            "session_id": self.pos_session.id,
+            "sequence_number": 1,
+            "payment_ids": [],
+            "uuid": str(uuid4()),
+            "user_id": self.pos_user.id,
+            "to_invoice": False,
+            "state": "draft",
+        }
+        result = self.env["pos.order"].sync_from_ui([data])
+        order = self.env["pos.order"].browse(result["pos.order"][0]["id"])
+        self.assertEqual((order.state, order.name), ("draft", "/"))
+        return order
+
+    def dispatch_all(self):
+        """Run the dispatcher until nothing is due (one update per order per run)."""
+        self.env.invalidate_all()
+        for _run in range(5):
+            if not self.Job._cron_dispatch():
+                break
+        self.env.invalidate_all()
+
+    def voids_sent(self):
+        return {
+            call.params["orderBillCode"]: call.params
+            for call in self.sandbox.calls("accepted")
+            if call.params["status"] == "3"
+        }
+
+    def paid_order_of(self, product):
+        return self.env["pos.order"].search(
+            [("session_id", "=", self.pos_session.id), ("lines.product_id", "=", product.id)],
+            order="id",
+            limit=1,
+        )
+
+    # tours -----------------------------------------------------------------------------
+    def test_sell_and_pay_then_the_badge_shows_the_sync_state(self):
+        self.start_pos_tour("QimenSellAndPayTour", login="pos_user")
+        tea, cake = self.paid_order_of(self.tea), self.paid_order_of(self.cake)
+        self.assertEqual((tea.state, cake.state), ("paid", "paid"))
+        self.assertEqual((tea.qimen_sync_state, cake.qimen_sync_state), ("pending", "pending"))
+        self.sandbox.add_fault("failure", bill_codes=[cake.qimen_bill_code])
+        self.dispatch_all()
+        self.assertEqual((tea.qimen_sync_state, cake.qimen_sync_state), ("synced", "failed"))
+        confirm = self.sandbox.calls("accepted")[0].params
+        self.assertEqual((confirm["orderBillCode"], confirm["status"]), (tea.pos_reference, "1"))
+        self.start_pos_tour("QimenSyncBadgeTour", login="pos_user")
+
+    def test_void_a_saved_draft_with_a_reason(self):
+        trashed = self.saved_draft(self.cake, "Order 09901-001-0001")
+        cancelled = self.saved_draft(self.cake, "Order 09901-001-0002")
+        self.start_pos_tour("QimenVoidSavedDraftTour", login="pos_user")
+        self.assertEqual((trashed.state, cancelled.state), ("cancel", "cancel"))
+        unsaved = self.env["pos.order"].search([("lines.product_id", "=", self.tea.id)])
+        self.assertFalse(unsaved, "the order the server never saw never reached it")
+        self.dispatch_all()
+        voids = self.voids_sent()
+        self.assertEqual(set(voids), {"Order 09901-001-0001", "Order 09901-001-0002"})
+        first, second = voids["Order 09901-001-0001"], voids["Order 09901-001-0002"]
+        self.assertEqual((first["zf_type"], first["zf_message"]), ("1", "缺货"))
+        self.assertEqual((second["zf_type"], second["zf_message"]), ("0", "顾客改主意了"))
+        self.assertEqual(json.loads(first["extendProps"])["posOrder"], "Order 09901-001-0001")
+        self.assertEqual(first["cancle"], "1")
+        self.assertEqual(first["canceler"], self.pos_user.name)
+
+    def test_void_reason_survives_offline_mode(self):
+        draft = self.saved_draft(self.cake, "Order 09901-001-0001")
+        self.start_pos_tour("QimenOfflineVoidTour", login="pos_user")
+        self.assertEqual(draft.state, "cancel", "cancelled once the till was back online")
+        self.dispatch_all()
+        void = self.voids_sent()["Order 09901-001-0001"]
+        self.assertEqual((void["zf_type"], void["zf_message"]), ("1", "收银错误"))
+
+    def test_refund_with_a_typed_reason(self):
+        returned = self.env.ref("pos_qimen_sync.qimen_void_reason_customer_return")
+        self.config.qimen_return_reason_id = returned
+        self.start_pos_tour("QimenRefundWithReasonTour", login="pos_user")
+        original = self.paid_order_of(self.tea)
+        refund = self.env["pos.order"].search(
+            [("lines.refunded_orderline_id.order_id", "=", original.id)]
+        )
+        self.assertEqual(refund.state, "paid")
+        self.assertEqual(
+            (refund.qimen_return_type, refund.qimen_return_reason), ("0", "尺码不合适")
+        )
+        self.dispatch_all()
+        void = self.voids_sent()[original.qimen_bill_code]
+        self.assertEqual((void["zf_type"], void["zf_message"]), ("0", "尺码不合适"))
+        self.assertEqual(original.qimen_void_reason, "尺码不合适")
+
+    def test_nothing_of_the_sync_when_the_company_does_not_sync(self):
+        draft = self.saved_draft(self.cake, "Order 09901-001-0001")
+        self.company.qimen_enabled = False
+        self.start_pos_tour("QimenSyncOffTour", login="pos_user")
+        self.assertEqual(draft.state, "cancel")
+        self.assertFalse(self.Job.search([("order_id", "=", draft.id)]))
