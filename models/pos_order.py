@@ -158,13 +158,26 @@ class PosOrder(models.Model):
         "qimen_config_error",
     )
     def _compute_qimen_sync(self):
+        """One query for all the orders: the POS reads this on every paid order."""
+        jobs_of = {order_id: [] for order_id in self.ids if isinstance(order_id, int)}
+        if jobs_of:
+            self.env["qimen.sync.job"].flush_model(
+                ["order_id", "state", "attempts", "last_error", "date_done"]
+            )
+            self.env.cr.execute(
+                SQL(
+                    """SELECT order_id, state, attempts, last_error, date_done
+                         FROM qimen_sync_job WHERE order_id IN %s ORDER BY id""",
+                    tuple(jobs_of),
+                )
+            )
+            for order_id, *job in self.env.cr.fetchall():
+                jobs_of[order_id].append(job)
         for order in self:
-            jobs = order.qimen_job_ids.filtered(
-                lambda j: j.state not in ("superseded", "cancelled")
-            ).sorted("id")
-            waiting = jobs.filtered(lambda j: j.state != "done")[:1]  # the head of its queue
-            states = set(jobs.mapped("state"))
-            if "dead" in states:
+            all_jobs = jobs_of.get(order.id, [])
+            jobs = [job for job in all_jobs if job[0] not in ("superseded", "cancelled")]
+            waiting = next((job for job in jobs if job[0] != "done"), None)  # queue's head
+            if any(job[0] == "dead" for job in jobs):
                 state = "failed"
             elif waiting:
                 state = "pending"
@@ -172,15 +185,15 @@ class PosOrder(models.Model):
                 state = "synced"
             elif order.qimen_config_error:
                 state = "failed"
-            elif not order.qimen_job_ids and order._qimen_recorded_events():
+            elif not all_jobs and order._qimen_recorded_events():
                 state = "synced"  # its updates went out, and were deleted after the retention
             else:
                 state = "not_needed"
             order.qimen_sync_state = state
-            order.qimen_sync_attempts = waiting.attempts - (waiting.state == "sending")
-            order.qimen_last_sync = max(filter(None, jobs.mapped("date_done")), default=False)
+            order.qimen_sync_attempts = waiting[1] - (waiting[0] == "sending") if waiting else 0
+            order.qimen_last_sync = max((job[3] for job in jobs if job[3]), default=False)
             order.qimen_last_error = (
-                waiting.last_error or (not jobs and order.qimen_config_error) or False
+                (waiting and waiting[2]) or (not jobs and order.qimen_config_error) or False
             )
 
     def _search_qimen_sync_state(self, operator, value):
@@ -339,6 +352,8 @@ class PosOrder(models.Model):
         return (employee and employee.name) or self.user_id.name or self.env.user.name
 
     def _qimen_on_paid(self):
+        """Paid: confirmed, and picked up when taken home at once. Each snapshot is taken
+        from the order with what changed up to that event; the order is written once."""
         now = fields.Datetime.now()
         snapshots = []
         for order in self.filtered(
@@ -347,17 +362,16 @@ class PosOrder(models.Model):
             if order.refunded_order_id:
                 order._qimen_on_refund(now)
                 continue
-            order.write(
-                {
-                    "qimen_confirm": "1",
-                    "qimen_confirmor": order._qimen_cashier(),
-                    "qimen_confirm_date": now,
-                }
-            )
-            snapshots.append(order._qimen_snapshot("confirm"))
+            vals = {
+                "qimen_confirm": "1",
+                "qimen_confirmor": order._qimen_cashier(),
+                "qimen_confirm_date": now,
+            }
+            snapshots.append(order._qimen_snapshot("confirm", vals))
             if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
-                order.write({"qimen_delivery": "1", "qimen_delivery_date": now})
-                snapshots.append(order._qimen_snapshot("pickup"))
+                vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
+                snapshots.append(order._qimen_snapshot("pickup", vals))
+            order.write(vals)
         self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
 
     def _qimen_on_refund(self, now):
@@ -464,10 +478,11 @@ class PosOrder(models.Model):
         snapshots = [order._qimen_snapshot(event) for order, event in updates]
         return self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
 
-    def _qimen_snapshot(self, event):
-        """``(order, event, payload)`` to queue, taken now; None when the order cannot be
-        sent: incomplete settings are recorded on the order, and a Python error in one
-        order's snapshot loses that update only (logged)."""
+    def _qimen_snapshot(self, event, changes=None):
+        """``(order, event, payload)`` to queue, taken now (with ``changes`` about to be
+        written); None when the order cannot be sent: incomplete settings are recorded
+        on the order, and a Python error in one order's snapshot loses that update only
+        (logged)."""
         self.ensure_one()
         problems = self._qimen_sync_problems()
         if problems:
@@ -478,7 +493,7 @@ class PosOrder(models.Model):
         try:
             if not self.qimen_bill_code:  # a back-office order has no POS reference
                 self.qimen_bill_code = self.pos_reference or self.name
-            snapshot = (self, event, self._qimen_payload(event))
+            snapshot = (self, event, self._qimen_payload(event, changes))
         except Exception:
             _logger.exception("Qimen sync: no snapshot of order %s for %s", self.id, event)
             return None
@@ -499,16 +514,18 @@ class PosOrder(models.Model):
         self.ensure_one()
         return self.name if self.name and self.name != "/" else (self.pos_reference or "")
 
-    def _qimen_payload(self, event):
-        """Every parameter of qimen.taobao.pos.salesorder.update for this order, now."""
+    def _qimen_payload(self, event, changes=None):
+        """Every parameter of qimen.taobao.pos.salesorder.update for this order, now
+        (``changes``: field values about to be written)."""
         self.ensure_one()
+        changes = changes or {}
         payload = {
             "orderBillCode": self.qimen_bill_code,
             "status": EVENT_STATUS[event],
             "customerid": self.config_id._qimen_customerid(),
         }
         for field_name, wire in ORDER_WIRE_FIELDS.items():
-            value = self[field_name]
+            value = changes[field_name] if field_name in changes else self[field_name]
             if value:
                 payload[wire] = to_gmt8(value) if wire.endswith("Date") else value
         if self.qimen_cancelled:

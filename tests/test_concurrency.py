@@ -343,3 +343,27 @@ class TestConcurrency(LoopbackRequests, BaseCase):
                 till.commit()
             except psycopg2.errors.SerializationFailure as exc:
                 self.fail(f"the dispatcher collided with the till: {exc}")
+
+    def test_the_cron_threads_are_woken_after_commit_without_waiting(self):
+        """A till's commit queues the dispatcher's trigger; the cron threads (listening on
+        the 'postgres' database, as Odoo's do) are woken from another thread."""
+        from odoo.sql_db import db_connect
+
+        from ..models.qimen_sync_job import CRON_WAKER
+
+        with closing(db_connect("postgres").cursor()) as listener:
+            listener.execute("LISTEN cron_trigger")
+            listener.commit()
+            with self.registry.cursor() as cr:
+                jobs = self.env_of(cr)["qimen.sync.job"]
+                jobs._create_dispatch_trigger()
+                self.assertTrue(cr.postcommit.data.get("pos_qimen_sync.wake"))
+            connection = listener._cnx
+            for _i in range(50):
+                connection.poll()
+                if connection.notifies:
+                    break
+                time.sleep(0.1)
+            payloads = [notify.payload for notify in connection.notifies]
+        self.assertIn(get_db_name(), payloads)
+        self.assertTrue(CRON_WAKER._thread.daemon)

@@ -521,10 +521,10 @@ class TestOutboundQueue(QimenPosCase):
         session = self.config.current_session_id
         original = type(first)._qimen_payload
 
-        def payload(order, event):
+        def payload(order, event, changes=None):
             if order == first and event == "complete":
                 raise ValueError("broken order")
-            return original(order, event)
+            return original(order, event, changes)
 
         with (
             patch.object(type(first), "_qimen_payload", payload),
