@@ -30,7 +30,7 @@ JOB_STATE_SELECTION = [
     ("pending", "Pending"),
     ("sending", "Sending"),
     ("failed", "Failed, will retry"),
-    ("done", "Done"),
+    ("done", "Acknowledged"),
     ("dead", "Dead"),
     ("superseded", "Superseded"),
     ("cancelled", "Cancelled"),

@@ -66,7 +66,7 @@ class PosOrder(models.Model):
         "was acknowledged).",
     )
     qimen_last_sync = fields.Datetime(
-        "Last Acknowledged", compute="_compute_qimen_sync", compute_sudo=True
+        "Last Acknowledged On", compute="_compute_qimen_sync", compute_sudo=True
     )
     qimen_last_error = fields.Text(
         "Last Sync Error", compute="_compute_qimen_sync", compute_sudo=True
@@ -880,9 +880,7 @@ class PosOrder(models.Model):
         jobs = changing.qimen_job_ids
         if not new_code:
             if jobs:
-                raise UserError(
-                    self.env._("An order with updates queued for the ERP needs a bill code.")
-                )
+                raise UserError(self.env._("An order with updates for the ERP needs a bill code."))
             return
         if len(changing) > 1:
             raise UserError(self.env._("Each order needs a bill code of its own."))

@@ -112,8 +112,8 @@ class QimenCallbackLog(models.Model):
     calls = fields.Integer(
         default=1,
         readonly=True,
-        help="Calls this line stands for: more than one on the line that counts the "
-        "unauthenticated calls rejected in its hour beyond those stored one by one.",
+        help="Calls this line represents: 1, except on the line of an hour that counts the "
+        "unauthenticated calls rejected beyond those stored one by one.",
     )
     call_key = fields.Char(
         readonly=True,
@@ -235,7 +235,7 @@ class QimenCallbackLog(models.Model):
                             "result": "counted",
                             "calls": calls,
                             "message": self.env._(
-                                "Unauthenticated calls rejected in this window beyond the "
+                                "Unauthenticated calls rejected in this hour beyond the "
                                 "first %s, counted but not stored",
                                 FLOOD_STORED_CALLS,
                             ),

@@ -128,6 +128,7 @@ class Claim:
     client: object = None
     params: dict = None
     result: SendResult = None  # known without calling (invalid data, configuration)
+    crashed: bool = False  # the call raised: a bug, recorded as a transient failure
 
     def send(self):
         if self.result is None:
@@ -135,7 +136,7 @@ class Claim:
                 self.result = self.client.call(API_SALESORDER_UPDATE, self.params)
             except Exception as exc:  # recorded on the job, never raised
                 _logger.exception("Qimen sync: job %s failed unexpectedly", self.job_id)
-                self.result = SendResult(TRANSIENT, message=f"Unexpected error: {exc}")
+                self.result, self.crashed = SendResult(TRANSIENT, message=str(exc)), True
         return self.result
 
 
@@ -179,6 +180,7 @@ class QimenSyncJob(models.Model):
     next_attempt = fields.Datetime(default=fields.Datetime.now, readonly=True)
     sending_since = fields.Datetime(readonly=True)
     lease_until = fields.Datetime(
+        "Sending Deadline",
         readonly=True,
         help="A job still sending after this moment lost its sender: it is sent again.",
     )
@@ -420,26 +422,26 @@ class QimenSyncJob(models.Model):
 
     @api.model
     def _lane(self, claim_until):
-        """Take a due job, send it, record the outcome and take the next one in the same
-        transaction, until no job is due or the time is up. Return how many were sent."""
+        """Take a due job, send it, record the outcome; again until no job is due or the
+        time is up. Return how many were sent."""
         sent, senders = 0, {}
-        claim = self._transaction(lambda: self._claim_next(claim_until, senders))
-        while claim:
+        while claim := self._transaction(
+            lambda: self._claim_next(claim_until, senders), read_committed=True
+        ):
             result = claim.send()
+            self._transaction(lambda claim=claim, result=result: self._record(claim, result))
             sent += 1
-
-            def record_and_claim(claim=claim, result=result):
-                self._record(claim, result)
-                return self._claim_next(claim_until, senders)
-
-            claim = self._transaction(record_and_claim)
         return sent
 
-    def _transaction(self, work, tries=5):
-        """Run ``work`` and commit; a serialization failure, deadlock or lock timeout runs
-        it again in a fresh transaction, so that an outcome is never lost to a conflict
-        (in tests, the test's transaction is used as is). The cache is dropped after: the
-        work writes in SQL, and other transactions change the jobs meanwhile."""
+    def _transaction(self, work, tries=10, read_committed=False):
+        """Run ``work`` in a transaction of its own and commit it.
+
+        A claim runs in READ COMMITTED: with ``FOR UPDATE SKIP LOCKED`` a job another
+        lane took meanwhile is skipped, never a serialization failure. Otherwise (Odoo's
+        REPEATABLE READ), a serialization failure, deadlock or lock timeout runs ``work``
+        again in a fresh transaction, so that an outcome is never lost to a conflict. In
+        tests, the test's transaction is used as is. The cache is dropped after: the work
+        writes in SQL, and other transactions change the jobs meanwhile."""
         if _testing():
             try:
                 return work()
@@ -447,6 +449,8 @@ class QimenSyncJob(models.Model):
                 self.env.invalidate_all()
         for attempt in range(1, tries + 1):
             try:
+                if read_committed:
+                    self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 result = work()
                 self.env.cr.commit()  # pylint: disable=invalid-commit
                 return result
@@ -455,7 +459,7 @@ class QimenSyncJob(models.Model):
                 if attempt == tries:
                     raise
                 _logger.info("Qimen sync: transaction conflict, attempt %s", attempt)
-                time.sleep(random.uniform(0.05, 0.2) * attempt)  # noqa: S311 - jitter
+                time.sleep(random.uniform(0.05, 0.2) * min(attempt, 5))  # noqa: S311 - jitter
             finally:
                 self.env.invalidate_all()
         return None
@@ -599,9 +603,10 @@ class QimenSyncJob(models.Model):
                 "last_reply": reply or False,
                 "last_code": code or False,
             }
-            self.browse(claim.job_id)._record_failure(
-                result.transient, storable(result.describe()), vals
-            )
+            error = storable(result.describe())
+            if claim.crashed:
+                error = self.env._("Unexpected error: %s", error)
+            self.browse(claim.job_id)._record_failure(result.transient, error, vals)
 
     def _record_failure(self, transient, error, vals=None):
         """A failed attempt: retry later with backoff, or give up (dead)."""
@@ -636,7 +641,8 @@ class QimenSyncJob(models.Model):
         )
         expired = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
         expired._record_failure(
-            True, self.env._("Interrupted while sending (its sender stopped); sent again.")
+            True,
+            self.env._("Interrupted while sending (its sender stopped); it will be sent again."),
         )
         return expired
 

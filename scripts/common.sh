@@ -33,7 +33,10 @@ pip_install() {  # install a requirements file when one of its modules is missin
 
 addons_path() {  # Odoo's addons + a folder where this checkout is called pos_qimen_sync
   mkdir -p "$STATE/addons"
-  ln -sfn "$ROOT" "$STATE/addons/pos_qimen_sync"
+  # replaced only when it points elsewhere: ln -sfn is not atomic, and a server
+  # starting meanwhile would not find the addon
+  [ "$(readlink "$STATE/addons/pos_qimen_sync")" = "$ROOT" ] \
+    || ln -sfn "$ROOT" "$STATE/addons/pos_qimen_sync"
   local core
   core=$("$PY" -c 'import os, odoo; print(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__))), "addons"))')
   local path="$STATE/addons"

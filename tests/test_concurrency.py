@@ -173,7 +173,9 @@ class TestConcurrency(LoopbackRequests, BaseCase):
         def claim():
             with self.registry.cursor() as cr:
                 jobs = self.env_of(cr)["qimen.sync.job"]
-                return jobs._transaction(lambda: jobs._claim_next(time.time() + 60))
+                return jobs._transaction(
+                    lambda: jobs._claim_next(time.time() + 60), read_committed=True
+                )
 
         return self.outside_test_thread(claim)
 

@@ -133,7 +133,7 @@ class TestQueueHygiene(QimenPosCase):
         self.dispatch()
         confirm, pickup = self.jobs(order)
         self.assertEqual(confirm.state, "done")
-        with self.assertRaisesRegex(UserError, r"(?s)Only failed, dead or cancelled.*Done"):
+        with self.assertRaisesRegex(UserError, r"(?s)Only failed, dead or cancelled.*Acknowledged"):
             confirm.action_retry()
         with self.assertRaisesRegex(UserError, "Only pending, failed or dead"):
             (confirm | pickup).action_cancel()
