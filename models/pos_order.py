@@ -28,6 +28,14 @@ _logger = logging.getLogger(__name__)
 ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_cancelled", "qimen_finished", "qimen_confirmor"]
 
 
+class QueueBatch:
+    """The updates of one POS call, queued together (compared and hashed by identity,
+    as a context value)."""
+
+    def __init__(self):
+        self.snapshots = []
+
+
 class PosOrder(models.Model):
     _name = "pos.order"
     _inherit = ["pos.order", "mail.activity.mixin"]
@@ -271,11 +279,7 @@ class PosOrder(models.Model):
         reason it sets, and only when its company syncs."""
         names = super()._load_pos_data_fields(config_id)
         if not names:  # what an empty list reads: every field this user may read
-            names = [
-                name
-                for name, field in self._fields.items()
-                if not field.manual and field.is_accessible(self.env)
-            ]
+            names = [name for name, field in self._fields.items() if field.is_accessible(self.env)]
         # the activity fields come with this addon (to-dos for managers), not for the till
         ours = set(self.env["mail.activity.mixin"]._fields) - set(self.env["mail.thread"]._fields)
         names = [name for name in names if not name.startswith("qimen_") and name not in ours]
@@ -372,7 +376,7 @@ class PosOrder(models.Model):
                 vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
                 snapshots.append(order._qimen_snapshot("pickup", vals))
             order.write(vals)
-        self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
+        self._qimen_push(snapshots)
 
     def _qimen_on_refund(self, now):
         """A paid refund may void the order it refunds (customer return)."""
@@ -429,7 +433,7 @@ class PosOrder(models.Model):
             order.write(
                 {
                     "qimen_cancelled": True,
-                    "qimen_canceler": self.env.user.name,
+                    "qimen_canceler": self.env.user.name,  # who cancels, not who sold
                     "qimen_cancel_date": now,
                     "qimen_void_type": order.qimen_void_type or "1",
                 }
@@ -475,8 +479,30 @@ class PosOrder(models.Model):
     @api.model
     def _qimen_queue(self, updates):
         """Queue ``updates``, a list of ``(order, event)``, in one insert."""
-        snapshots = [order._qimen_snapshot(event) for order, event in updates]
-        return self.env["qimen.sync.job"]._enqueue(list(filter(None, snapshots)))
+        return self._qimen_push([order._qimen_snapshot(event) for order, event in updates])
+
+    def _qimen_push(self, snapshots):
+        """Queue the snapshots now, or with the other orders of the same POS call (see
+        :meth:`sync_from_ui`)."""
+        snapshots = [snapshot for snapshot in snapshots if snapshot]
+        batch = self.env.context.get("qimen_batch")
+        if batch is not None:
+            batch.snapshots += snapshots
+            return self.env["qimen.sync.job"]
+        return self.env["qimen.sync.job"]._enqueue(snapshots)
+
+    @api.model
+    def sync_from_ui(self, orders):
+        """The orders of one call (an offline till catching up sends many) are queued
+        with one insert, before the POS reads them back (with their sync state)."""
+        return super(PosOrder, self.with_context(qimen_batch=QueueBatch())).sync_from_ui(orders)
+
+    def read_pos_data(self, data, config_id):
+        batch = self.env.context.get("qimen_batch")
+        if batch is not None and batch.snapshots:
+            snapshots, batch.snapshots = batch.snapshots, []
+            self._qimen_safely(self.env["qimen.sync.job"]._enqueue, snapshots)
+        return super().read_pos_data(data, config_id)
 
     def _qimen_snapshot(self, event, changes=None):
         """``(order, event, payload)`` to queue, taken now (with ``changes`` about to be
@@ -508,12 +534,6 @@ class PosOrder(models.Model):
             problems.append(self.env._("customer ID (customerid) of the shop or company"))
         return problems
 
-    def _qimen_reference(self):
-        """The order as the store knows it: a draft saved by the POS is named "/" until
-        it is paid, its POS reference is its name meanwhile."""
-        self.ensure_one()
-        return self.name if self.name and self.name != "/" else (self.pos_reference or "")
-
     def _qimen_payload(self, event, changes=None):
         """Every parameter of qimen.taobao.pos.salesorder.update for this order, now
         (``changes``: field values about to be written)."""
@@ -535,7 +555,7 @@ class PosOrder(models.Model):
         payload["extendProps"] = json.dumps(
             {
                 "event": event,
-                "posOrder": self._qimen_reference(),
+                "posOrder": self.display_name,  # a saved draft's POS reference, not "/"
                 "shop": self.config_id.name,
                 "amountTotal": f"{self.amount_total:.2f}",
                 "currency": self.currency_id.name,
@@ -873,7 +893,7 @@ class PosOrder(models.Model):
                     "The ERP bill code of %(orders)s cannot be changed: an update of the order "
                     "already went out, and the ERP knows the order by %(codes)s. Changing it "
                     "would create another order in the ERP.",
-                    orders=", ".join(locked.mapped("name")),
+                    orders=", ".join(locked.mapped("display_name")),
                     codes=", ".join(locked.mapped("qimen_bill_code")),
                 )
             )

