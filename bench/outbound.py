@@ -94,10 +94,15 @@ def dispatcher(registry, company_id, items, lanes):
             )
         )
     with registry.cursor() as cr:
+        # the table's statistics, as autovacuum keeps them in a live database: without,
+        # the planner takes a table just filled with hundreds of jobs for an empty one
+        cr.execute("ANALYZE qimen_sync_job")
         jobs = api.Environment(cr, SUPERUSER_ID, {})["qimen.sync.job"]
+        lease = jobs._lease_seconds()
+        cr.commit()  # no snapshot held while the lanes work
         started = time.perf_counter()
         deadline = time.time() + 600
-        sent = jobs._run_lanes(deadline, deadline, lanes)
+        sent = jobs._run_lanes(deadline, deadline, lanes, lease)
         elapsed = time.perf_counter() - started
         cr.execute("SELECT state, count(*) FROM qimen_sync_job GROUP BY state")
         states = dict(cr.fetchall())

@@ -21,11 +21,11 @@ from ..const import (
     VOID_TYPE_SELECTION,
 )
 from ..qimen.inbound import transition
-from ..qimen.timeutil import parse_gmt8_to_utc_naive, to_gmt8
+from ..qimen.timeutil import to_gmt8
 
 _logger = logging.getLogger(__name__)
 # what an ERP call reads of an order before it writes it
-ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_cancelled", "qimen_finished", "qimen_confirmor"]
+ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_erp_reported", "qimen_cancelled", "qimen_finished"]
 
 
 class QueueBatch:
@@ -120,6 +120,13 @@ class PosOrder(models.Model):
         copy=False,
         readonly=True,
         help="When an ERP callback last applied a status to this order.",
+    )
+    # What the ERP told about the order, kept apart from what the store records (the
+    # qimen_* facts above, which the store's updates send): the business fields of its
+    # applied calls, the latest value of each.
+    qimen_erp_reported = fields.Json("ERP's Fields", copy=False, readonly=True)
+    qimen_erp_reported_text = fields.Text(
+        "Details Reported by the ERP", compute="_compute_qimen_erp_reported_text"
     )
     # On a refund: why the customer returned the goods, given by the cashier at the till
     # and sent with the void of the refunded order.
@@ -383,7 +390,7 @@ class PosOrder(models.Model):
         policy = self.company_id.qimen_refund_policy
         voided = self.browse()
         for original in self.refunded_order_id:
-            if policy == "never" or original.qimen_cancelled:
+            if policy == "never" or original._qimen_voided():
                 continue
             if policy == "full" and not original._qimen_fully_refunded():
                 continue
@@ -413,6 +420,11 @@ class PosOrder(models.Model):
         if default:
             return default.void_type, default.name
         return "0", self.env._("Returned: %s", self.name)
+
+    def _qimen_voided(self):
+        """Voided by the store, or reported voided by the ERP: nothing follows a void."""
+        self.ensure_one()
+        return self.qimen_cancelled or self.qimen_erp_status == "3"
 
     def _qimen_fully_refunded(self):
         self.ensure_one()
@@ -447,7 +459,7 @@ class PosOrder(models.Model):
                 o.state in ("done", "invoiced")
                 and not o.refunded_order_id
                 and o.company_id.qimen_enabled
-                and not o.qimen_cancelled
+                and not o._qimen_voided()
             )
         )
         orders.write(
@@ -461,7 +473,7 @@ class PosOrder(models.Model):
 
     def _qimen_on_picked_up(self, picking):
         self.ensure_one()
-        if not self.company_id.qimen_enabled or self.qimen_delivery == "1" or self.qimen_cancelled:
+        if not self.company_id.qimen_enabled or self.qimen_delivery == "1" or self._qimen_voided():
             return
         vals = {
             "qimen_delivery": "1",
@@ -609,8 +621,12 @@ class PosOrder(models.Model):
         # only what is used (an order has a hundred columns; this runs on every ERP call)
         self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
         status = params["status"]
+        current = self.qimen_erp_status
         applied, new_status = transition(
-            status, self.qimen_erp_status, self.qimen_cancelled, self.qimen_finished
+            status,
+            current,
+            voided=self.qimen_cancelled or current == "3",
+            finished=self.qimen_finished or current == "4",
         )
         if applied:
             order = self.with_context(qimen_from_erp=True)
@@ -631,40 +647,28 @@ class PosOrder(models.Model):
         return applied
 
     def _qimen_erp_values(self, params, new_status):
-        now = fields.Datetime.now()
+        """What an applied call writes: the ERP's status, when, and its fields (merged
+        with what it reported before); never the store's own facts."""
+        reported = dict(self.qimen_erp_reported or {})
+        reported.update(
+            (name, value)
+            for name, value in params.items()
+            if value and name not in ("orderBillCode", "status", "customerid", "mx_list")
+        )
+        return {
+            "qimen_erp_status": new_status,
+            "qimen_erp_status_date": fields.Datetime.now(),
+            "qimen_erp_reported": reported,
+        }
 
-        def date(name):
-            return parse_gmt8_to_utc_naive(params[name]) if params.get(name) else now
-
-        vals = {"qimen_erp_status": new_status, "qimen_erp_status_date": now}
-        for wire, field_name in (
-            ("shippingCode", "qimen_shipping_code"),
-            ("shippingSn", "qimen_shipping_sn"),
-        ):
-            if params.get(wire):
-                vals[field_name] = params[wire]
-        status = params["status"]
-        if status == "1":
-            vals.update(
-                qimen_confirm=params.get("confirm") or "1",
-                qimen_confirmor=params.get("confirmor") or self.qimen_confirmor,
-                qimen_confirm_date=date("confirmDate"),
+    @api.depends("qimen_erp_reported")
+    @api.depends_context("lang")
+    def _compute_qimen_erp_reported_text(self):
+        for order in self:
+            details = order._qimen_erp_details(order.qimen_erp_reported or {})
+            order.qimen_erp_reported_text = "\n".join(
+                f"{label}: {value}" for label, value in details
             )
-        elif status == "2":
-            vals.update(qimen_delivery="1", qimen_delivery_date=date("deliveryDate"))
-        elif status == "3":
-            vals.update(
-                qimen_cancelled=True,
-                qimen_canceler=params.get("canceler"),
-                qimen_cancel_date=date("cancleDate"),
-                qimen_void_type=params.get("zf_type") or "1",
-                qimen_void_reason=params.get("zf_message"),
-            )
-        elif status == "4":
-            vals.update(
-                qimen_finished=True, qimen_confirm="2", qimen_finish_date=date("finishDate")
-            )
-        return vals
 
     def _qimen_for_readers(self):
         """The order in the language of its readers: the company's (the context key

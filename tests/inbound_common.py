@@ -10,6 +10,7 @@ from .common import APP_KEY, QimenPosCase
 
 CALLBACK_SECRET = "回调-callback-secret-7"
 ORDER_FIELDS = [
+    "qimen_erp_reported",
     "state",
     "qimen_erp_status",
     "qimen_cancelled",

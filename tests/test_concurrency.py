@@ -313,7 +313,7 @@ class TestConcurrency(LoopbackRequests, BaseCase):
                 [bill],
             )
             lease = cr.fetchone()[0].total_seconds()
-        self.assertEqual(lease, 1 + 2 * 1 + 10, "the longest a call can take, and a margin")
+        self.assertEqual(lease, 2 * (1 + 2 * 1) + 10, "twice the longest call, and a margin")
         time.sleep(lease + 1)
         with self.registry.cursor() as cr, self.assertLogs(JOB_LOGGER, logging.WARNING):
             jobs = self.env_of(cr)["qimen.sync.job"]

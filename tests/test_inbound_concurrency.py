@@ -90,7 +90,7 @@ class TestRacingCalls(TransactionCase):
             env["qimen.callback.log"].search([("bill_code", "=", BILL)]).unlink()
             order = env["pos.order"].browse(self.order_id)
             order.message_ids.unlink()
-            order.write({"qimen_shipping_sn": False, "qimen_erp_status": False})
+            order.write({"qimen_erp_reported": False, "qimen_erp_status": False})
 
     # helpers ---------------------------------------------------------------------------
     def signed(self, params):
@@ -155,7 +155,7 @@ class TestRacingCalls(TransactionCase):
             order = env["pos.order"].browse(self.order_id)
             return (
                 logs.mapped("result"),
-                order.qimen_shipping_sn,
+                (order.qimen_erp_reported or {}).get("shippingSn"),
                 len(order.message_ids.filtered(lambda m: "ERP" in (m.body or ""))),
             )
 

@@ -129,7 +129,7 @@ class TestHostileCallbacks(QimenCallbackCase):
             )
         self.assertTrue(reply.ok, response.text)
         self.order.invalidate_recordset()
-        self.assertEqual(self.order.qimen_shipping_sn, "YT 9")
+        self.assertEqual(self.order.qimen_erp_reported["shippingSn"], "YT 9")
 
     def test_an_endless_chunked_body_is_refused_without_waiting_for_its_end(self):
         """The server answers after reading the cap: it neither waits for nor buffers the

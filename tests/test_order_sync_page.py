@@ -51,7 +51,9 @@ class TestOrderSyncPage(QimenPosCase):
             for kind in ("state", "date")
         }
         self.assertLessEqual(per_update | {"qimen_sync_state", "qimen_bill_code"}, sent)
-        self.assertEqual(reported, {"qimen_erp_status", "qimen_erp_status_date"})
+        self.assertEqual(
+            reported, {"qimen_erp_status", "qimen_erp_status_date", "qimen_erp_reported_text"}
+        )
         self.assertFalse(store & (sent | reported), "no fact shown under two sources")
         self.assertEqual(
             page.xpath(".//field[@name='qimen_bill_code']/@readonly"), ["qimen_bill_code_locked"]

@@ -70,8 +70,7 @@ class TestOutboundTransitions(QimenPosCase):
         self.assertTrue(verify({**query, **body}, APP_SECRET, signature, "md5"))
         self.assertEqual(signature, sign({**query, **body}, APP_SECRET, "md5"))
         self.assertEqual(body, job.payload)
-        self.assertEqual(job.last_request["query"], dict(query, sign="***"))
-        self.assertEqual(job.last_request["body"], job.payload)
+        self.assertEqual(job.last_request, {"query": dict(query, sign="***")})
         for value in (
             job.last_reply,
             str(job.last_request),
@@ -548,7 +547,7 @@ class TestOutboundQueue(QimenPosCase):
         later = self.draft_order(customer=self.customer)
         later.shipping_date = fields.Date.today()
         self.make_payment(later, self.cash_pm1, later.amount_total)
-        later.write({"qimen_cancelled": True})  # the ERP voided it meanwhile
+        later.write({"qimen_erp_status": "3"})  # the ERP voided it meanwhile
         picking = later.picking_ids
         picking.move_ids.quantity = 1
         picking.move_ids.picked = True
