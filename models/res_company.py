@@ -187,12 +187,12 @@ class ResCompany(models.Model):
         """What is missing for sending, as texts for the user (empty when complete)."""
         self.ensure_one()
         company = self.sudo()
-        required = {
-            self.env._("gateway URL"): company._qimen_gateway_url(),
-            self.env._("app key"): company.qimen_app_key,
-            self.env._("app secret"): company.qimen_app_secret,
-        }
-        return [label for label, value in required.items() if not value]
+        required = (  # translated only when missing: this runs for every update queued
+            (company._qimen_gateway_url(), lambda: self.env._("gateway URL")),
+            (company.qimen_app_key, lambda: self.env._("app key")),
+            (company.qimen_app_secret, lambda: self.env._("app secret")),
+        )
+        return [label() for value, label in required if not value]
 
     def _qimen_client(self):
         """The protocol client for this company's settings (reads the secret as sudo)."""

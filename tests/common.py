@@ -23,17 +23,14 @@ class LoopbackRequests:
         return super()._request_handler(s, r, **kw)
 
 
-@tagged("post_install", "-at_install")
-class QimenPosCase(LoopbackRequests, TestPoSCommon):
-    """A POS with Qimen sync configured against a sandbox gateway on 127.0.0.1."""
+class SandboxedPos(LoopbackRequests):
+    """A shop whose company syncs with a sandbox gateway on 127.0.0.1."""
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
+    def _sync_with_sandbox(cls, config, **settings):
         cls.sandbox = SandboxGateway({APP_KEY: APP_SECRET}, timeout_delay=3).start()
         cls.addClassCleanup(cls.sandbox.stop)
-        cls.config = cls.basic_config
-        cls.company = cls.config.company_id
+        cls.config, cls.company = config, config.company_id
         cls.company.write(
             {
                 "qimen_enabled": True,
@@ -44,13 +41,23 @@ class QimenPosCase(LoopbackRequests, TestPoSCommon):
                 "qimen_target_app_key": "erp-9",
                 "qimen_customerid": "COMPANY_ERP",
                 "qimen_read_timeout": 1.0,
-                "qimen_max_attempts": 3,
+                **settings,
             }
         )
         cls.config.qimen_customerid = "STORE_ERP_01"
+        cls.Job = cls.env["qimen.sync.job"].sudo()  # tests move jobs by hand; users cannot
+
+
+@tagged("post_install", "-at_install")
+class QimenPosCase(SandboxedPos, TestPoSCommon):
+    """A POS with Qimen sync configured against a sandbox gateway on 127.0.0.1."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._sync_with_sandbox(cls.basic_config, qimen_max_attempts=3)
         cls.product1 = cls.create_product("Product 1", cls.categ_basic, 10.0, 5)
         cls.product2 = cls.create_product("Product 2", cls.categ_basic, 20.0, 10)
-        cls.Job = cls.env["qimen.sync.job"].sudo()  # tests move jobs by hand; users cannot
 
     def setUp(self):
         super().setUp()

@@ -1,5 +1,6 @@
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -203,6 +204,20 @@ class TestQueueHygiene(QimenPosCase):
 
 @tagged("post_install", "-at_install")
 class TestOrderSyncState(QimenPosCase):
+    @contextmanager
+    def job_inserts(self):
+        """The INSERTs into the job table that the block runs."""
+        inserts = []
+        execute = type(self.env.cr).execute
+
+        def spy(cr, query, params=None, log_exceptions=True):
+            if "INSERT INTO qimen_sync_job" in str(query):
+                inserts.append(query)
+            return execute(cr, query, params, log_exceptions)
+
+        with patch.object(type(self.env.cr), "execute", spy):
+            yield inserts
+
     def test_filters_match_the_badge(self):
         synced, vacuumed = self.paid_order(), self.paid_order()
         self.dispatch()
@@ -273,15 +288,7 @@ class TestOrderSyncState(QimenPosCase):
         orders = [self.paid_order() for _i in range(5)]
         self.dispatch()
         session = self.config.current_session_id
-        inserts = []
-        execute = type(self.env.cr).execute
-
-        def spy(cr, query, params=None, log_exceptions=True):
-            if "INSERT INTO qimen_sync_job" in str(query):
-                inserts.append(query)
-            return execute(cr, query, params, log_exceptions)
-
-        with patch.object(type(self.env.cr), "execute", spy):
+        with self.job_inserts() as inserts:
             session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))
             session.close_session_from_ui()
         self.assertEqual(session.state, "closed")
@@ -294,15 +301,7 @@ class TestOrderSyncState(QimenPosCase):
         if not self.config.current_session_id:
             self.open_new_session()
         orders = [self.create_ui_order_data([(self.product1, 1)]) for _i in range(3)]
-        inserts = []
-        execute = type(self.env.cr).execute
-
-        def spy(cr, query, params=None, log_exceptions=True):
-            if "INSERT INTO qimen_sync_job" in str(query):
-                inserts.append(query)
-            return execute(cr, query, params, log_exceptions)
-
-        with patch.object(type(self.env.cr), "execute", spy):
+        with self.job_inserts() as inserts:
             result = self.env["pos.order"].sync_from_ui(orders)
         self.assertEqual(len(inserts), 1)
         returned = result["pos.order"]

@@ -3,41 +3,22 @@ in headless Chromium, with the dispatcher run between them and the calls checked
 the sandbox gateway."""
 
 import json
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 from odoo import fields
 from odoo.tests import tagged
-from odoo.tests.common import _super_send
 
 from odoo.addons.point_of_sale.tests import test_frontend
 
-from ..qimen.sandbox import SandboxGateway
-from .common import APP_KEY, APP_SECRET
+from .common import SandboxedPos
 
 
 @tagged("post_install", "-at_install")
-class TestPosFrontend(test_frontend.TestPointOfSaleHttpCommon):
+class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.sandbox = SandboxGateway({APP_KEY: APP_SECRET}, timeout_delay=3).start()
-        cls.addClassCleanup(cls.sandbox.stop)
-        cls.config = cls.main_pos_config
-        cls.company = cls.config.company_id
-        cls.company.write(
-            {
-                "qimen_enabled": True,
-                "qimen_gateway": "custom",
-                "qimen_custom_url": cls.sandbox.url,
-                "qimen_app_key": APP_KEY,
-                "qimen_app_secret": APP_SECRET,
-                "qimen_target_app_key": "erp-9",
-                "qimen_customerid": "COMPANY_ERP",
-                "qimen_read_timeout": 1.0,
-            }
-        )
-        cls.config.qimen_customerid = "STORE_ERP_01"
+        cls._sync_with_sandbox(cls.main_pos_config)
         product = cls.env["product.product"]
         cls.tea = product.create(
             {"name": "Qimen Tea", "available_in_pos": True, "list_price": 13.57, "taxes_id": False}
@@ -45,7 +26,6 @@ class TestPosFrontend(test_frontend.TestPointOfSaleHttpCommon):
         cls.cake = product.create(
             {"name": "Qimen Cake", "available_in_pos": True, "list_price": 24.68, "taxes_id": False}
         )
-        cls.Job = cls.env["qimen.sync.job"].sudo()
 
     def setUp(self):
         super().setUp()
@@ -53,13 +33,6 @@ class TestPosFrontend(test_frontend.TestPointOfSaleHttpCommon):
         self.config.with_user(self.pos_user).open_ui()
         self.pos_session = self.config.current_session_id
         self.pos_session.set_opening_control(0, None)
-
-    @classmethod
-    def _request_handler(cls, s, r, /, **kw):
-        """Let loopback calls reach the sandbox gateway (see tests/common.py)."""
-        if urlsplit(r.url).hostname in ("127.0.0.1", "localhost"):
-            return _super_send(s, r, **kw)
-        return super()._request_handler(s, r, **kw)
 
     # helpers ---------------------------------------------------------------------------
     def saved_draft(self, product, reference):
