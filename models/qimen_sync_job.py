@@ -475,15 +475,24 @@ class QimenSyncJob(models.Model):
                 # would call, waits for the registry lock (held while Odoo loads, and
                 # while its test runner runs the tests)
                 cr.transaction = api.Transaction(registry)
-                # every transaction of a lane in READ COMMITTED (see _transaction); the
-                # next cursor on this pooled connection sets Odoo's level again
-                cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
+                self._lane_connection(cr)
                 # notifications (a dead job's to-do) are mailed by the mail queue, not by
                 # the sender after its commit
                 env = api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
                 counts.append(env["qimen.sync.job"]._lane(claim_until, lease))
         except Exception:
             _logger.exception("Qimen sync: a sending lane stopped")
+
+    @staticmethod
+    def _lane_connection(cr):
+        """Set up a lane's connection for the lane's life (the pool resets it after):
+        every transaction in READ COMMITTED (see _transaction), and the statements it
+        prepares planned once. Left to itself, PostgreSQL plans a prepared statement
+        again at each run while the table holds few jobs, which costs as much as the
+        scan; these statements are shaped to need no statistics (see _due_query)."""
+        cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
+        cr.execute("SET plan_cache_mode = force_generic_plan")
+        cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _lane(self, claim_until, lease):
@@ -608,9 +617,10 @@ class QimenSyncJob(models.Model):
 
     def _execute(self, lane, name, types, build, *args):
         """Execute the query ``build(*args)``; on a lane, as a statement prepared once on
-        its connection: planning the claim costs a millisecond, as much as the rest of a
-        job's bookkeeping (a prepared statement outlives transactions; it is gone when
-        the pool resets the connection). Errors are the caller's to retry, not logged."""
+        its connection and planned once (see _lane_connection): planning the claim costs
+        a millisecond, as much as the rest of a job's bookkeeping (a prepared statement
+        outlives transactions; it is gone when the pool resets the connection). Errors
+        are the caller's to retry, not logged."""
         cr = self.env.cr
         if lane is None:
             return cr.execute(build(*args), log_exceptions=False)

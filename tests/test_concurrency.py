@@ -232,6 +232,31 @@ class TestConcurrency(LoopbackRequests, BaseCase):
             self.assertEqual([s for b, s in received if b == bill], ["1", "2"], bill)
         self.assertGreater(peak[0], 1, "updates of different orders went out together")
 
+    def test_a_lane_plans_its_claim_once(self):
+        """PostgreSQL plans a prepared statement again at each of its first runs, and
+        for good while the table holds few jobs; a lane's claim is planned once."""
+        self.committed_orders(4)
+        jobs_class = self.registry["qimen.sync.job"]
+        claim_next, plans = jobs_class._claim_next, []
+
+        def recording_claim_next(jobs, *args, **kwargs):
+            claim = claim_next(jobs, *args, **kwargs)
+            jobs.env.cr.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE name = 'qimen_claim'"
+            )
+            plans.append(jobs.env.cr.fetchone())
+            return claim
+
+        jobs_class._claim_next = recording_claim_next
+        try:
+            self.assertEqual(self.run_dispatchers(dispatchers=1, lanes=1), 8)
+        finally:
+            jobs_class._claim_next = claim_next
+        self.assertGreater(len(plans), 8)  # every update, then the one that found none
+        generic, custom = plans[-1]
+        self.assertEqual((generic, custom), (len(plans), 0))
+
     def test_recording_an_outcome_never_touches_the_tills_orders(self):
         ((order_id, bill),) = self.committed_orders(1, events=("confirm",))
         claim = self.claim()
