@@ -5,7 +5,7 @@ from datetime import datetime
 import psycopg2
 from markupsafe import Markup
 
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import UserError
 from odoo.osv import expression
 from odoo.tools import SQL, float_compare
@@ -285,14 +285,20 @@ class PosOrder(models.Model):
         dispatcher recorded meanwhile. It gets only the sync state to show and the return
         reason it sets, and only when its company syncs."""
         names = super()._load_pos_data_fields(config_id)
-        if not names:  # what an empty list reads: every field this user may read
-            names = [name for name, field in self._fields.items() if field.is_accessible(self.env)]
-        # the activity fields come with this addon (to-dos for managers), not for the till
-        ours = set(self.env["mail.activity.mixin"]._fields) - set(self.env["mail.thread"]._fields)
-        names = [name for name in names if not name.startswith("qimen_") and name not in ours]
+        names = list(self._qimen_till_fields(tuple(names)))
         if config_id and self.env["pos.config"].browse(config_id).company_id.qimen_enabled:
             names += POS_ORDER_FIELDS
         return names
+
+    @tools.ormcache("self.env.uid", "self.env.su", "names")
+    def _qimen_till_fields(self, names):
+        """``names`` (none: every field this user may read, what point_of_sale reads)
+        without this addon's: read on every order the till saves, hence cached."""
+        if not names:
+            names = [name for name, field in self._fields.items() if field.is_accessible(self.env)]
+        # the activity fields come with this addon (to-dos for managers), not for the till
+        ours = set(self.env["mail.activity.mixin"]._fields) - set(self.env["mail.thread"]._fields)
+        return tuple(name for name in names if not name.startswith("qimen_") and name not in ours)
 
     def action_pos_order_cancel(self):
         """The till sends the cashier's void reasons in the context of the cancellation
@@ -330,11 +336,12 @@ class PosOrder(models.Model):
             self.browse(ids).write({"qimen_void_type": void_type, "qimen_void_reason": message})
 
     # -- hooks: enqueue only, never raise ----------------------------------------------
-    def _process_saved_order(self, draft):
-        order_id = super()._process_saved_order(draft)
-        if not draft:
-            self._qimen_safely(self._qimen_on_paid)
-        return order_id
+    def action_pos_order_paid(self):
+        """Paid (point_of_sale calls this while it saves a paid order, before its
+        picking): the sync fields written here go out in the POS's own UPDATE."""
+        res = super().action_pos_order_paid()
+        self._qimen_safely(self._qimen_on_paid)
+        return res
 
     def write(self, vals):
         self._qimen_check_bill_code_change(vals)
