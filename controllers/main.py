@@ -1,17 +1,20 @@
 import logging
 
+from werkzeug.exceptions import HTTPException
+
 from odoo import http
 from odoo.http import request
 from odoo.service.model import MAX_TRIES_ON_CONCURRENCY_FAILURE
 
 from ..qimen.client import MaskSignatures
-from ..qimen.inbound import MAX_BODY_BYTES, InboundError, read_body
+from ..qimen.inbound import MAX_BODY_BYTES, InboundError, check_body_length, read_body
 
 CALLBACK_ROUTE = "/qimen/callback"
 # What the request keeps between Odoo's tries of it (after a serialization failure
 # Odoo runs the request again, and the body stream is read only once).
 BODY_KEY = "pos_qimen_sync.body"
 TRIES_KEY = "pos_qimen_sync.tries"
+_logger = logging.getLogger(__name__)
 # Odoo's access log prints each request line, query string and its sign included
 logging.getLogger("werkzeug").addFilter(MaskSignatures())
 
@@ -38,12 +41,7 @@ class QimenCallbackController(http.Controller):
         body = None
         if httprequest.method == "POST":
             if BODY_KEY not in environ:
-                try:
-                    environ[BODY_KEY] = read_body(
-                        _input_stream(httprequest), MAX_BODY_BYTES, httprequest.content_length
-                    )
-                except InboundError as exc:
-                    environ[BODY_KEY] = exc
+                environ[BODY_KEY] = _read_body(httprequest)
             body = environ[BODY_KEY]
         status, reply, content_type = (
             request.env["qimen.callback.log"]
@@ -63,6 +61,22 @@ class QimenCallbackController(http.Controller):
         if isinstance(body, InboundError):
             headers.append(("Connection", "close"))  # the rest of the body is left unread
         return request.make_response(reply, headers=headers, status=status)
+
+
+def _read_body(httprequest):
+    """The body, or the :class:`InboundError` that refuses it, answered in Qimen's format:
+    too large (checked before the stream is touched: werkzeug 3 refuses a body over its
+    own limit with an HTML page), or unreadable (a broken chunked encoding, a client
+    gone before the end of its Content-Length)."""
+    length = httprequest.content_length
+    try:
+        check_body_length(length, MAX_BODY_BYTES)
+        return read_body(_input_stream(httprequest), MAX_BODY_BYTES, length)
+    except InboundError as exc:
+        return exc
+    except (OSError, ValueError, HTTPException) as exc:
+        _logger.info("Qimen callback: unreadable body: %s", type(exc).__name__)
+        return InboundError(41, "isv.invalid-parameter", "body could not be read", 400)
 
 
 def _input_stream(httprequest):

@@ -191,7 +191,7 @@ class QimenCallbackLog(models.Model):
                 result,
                 error.code,
                 error.sub_code,
-                error.message,
+                log["message"],
             )
         reply, ctype = error_reply(error, fmt)
         return error.http_status, reply, ctype
@@ -202,6 +202,8 @@ class QimenCallbackLog(models.Model):
         whether ``log`` is to be stored."""
         log["query"] = _logged_query(query, UNAUTHENTICATED_STORED_CHARS)
         log["body"] = storable(log["body"], UNAUTHENTICATED_STORED_CHARS)
+        # a refusal's message may quote what the caller sent (a method, a customerid)
+        log["message"] = storable(log["message"], UNAUTHENTICATED_STORED_CHARS)
         now = fields.Datetime.now()
         length = timedelta(minutes=FLOOD_WINDOW_MINUTES)
         window = datetime.min + (now - datetime.min) // length * length

@@ -132,8 +132,7 @@ def _storable_text(text):
 def read_body(stream, max_bytes=MAX_BODY_BYTES, content_length=None):
     """Read a request body from ``stream``, never more than ``max_bytes`` + 1 bytes:
     a larger body (declared or chunked) is refused without being read or buffered."""
-    if content_length and content_length > max_bytes:
-        raise _too_large(max_bytes)
+    check_body_length(content_length, max_bytes)
     parts, size = [], 0
     while size <= max_bytes:
         data = stream.read(min(READ_CHUNK_BYTES, max_bytes + 1 - size))
@@ -144,6 +143,12 @@ def read_body(stream, max_bytes=MAX_BODY_BYTES, content_length=None):
     if size > max_bytes:
         raise _too_large(max_bytes)
     return b"".join(parts)
+
+
+def check_body_length(content_length, max_bytes=MAX_BODY_BYTES):
+    """Refuse a declared body larger than ``max_bytes`` before anything reads it."""
+    if content_length and content_length > max_bytes:
+        raise _too_large(max_bytes)
 
 
 def _too_large(max_bytes):

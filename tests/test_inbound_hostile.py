@@ -161,6 +161,60 @@ class TestHostileCallbacks(QimenCallbackCase):
         self.assertEqual(self.snapshot(), before)
         self.assertEqual(self.Log.search_count([]), logs_before + 1)
 
+    def raw_call(self, headers, body, close_after_sending=False):
+        """``(status line, Qimen reply)`` of a call written on the socket as given."""
+        address = urlsplit(self.base_url())
+        cookie = self.opener.cookies.get("session_id")
+        head = (
+            f"POST /qimen/callback?app_key={APP_KEY} HTTP/1.1\r\n"
+            f"Host: {address.netloc}\r\nCookie: session_id={cookie}\r\n"
+            f"Content-Type: application/json\r\n{headers}\r\n"
+        ).encode()
+        with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+            sock.sendall(head + body)
+            if close_after_sending:
+                sock.shutdown(socket.SHUT_WR)  # the client sends no more, and waits
+            raw = b""
+            while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                raw += data
+        head, _sep, content = raw.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n")[0].decode()
+        return status_line, parse_reply(content, int(status_line.split()[1]))
+
+    def test_a_body_that_cannot_be_read_gets_a_qimen_reply(self):
+        """A broken chunked encoding, a body shorter than its Content-Length: a Qimen
+        error, logged, where werkzeug's own error would be an HTML page."""
+        before = self.snapshot()
+        cases = {
+            "broken chunk": ("Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n", False),
+            "cut short": ("Content-Length: 1000\r\n", b'{"orderBillCode": "', True),
+        }
+        for name, (headers, body, close) in cases.items():
+            with self.subTest(name):
+                logs_before = self.Log.search_count([])
+                status_line, reply = self.raw_call(headers, body, close)
+                self.assertIn(" 400 ", status_line)
+                self.assertEqual((reply.flag, reply.code), ("failure", "41"))
+                self.assertEqual(self.Log.search_count([]), logs_before + 1)
+                log = self.Log.search([], limit=1)
+                self.assertEqual((log.http_status, log.message), (400, "body could not be read"))
+        self.assertEqual(self.snapshot(), before)
+
+    def test_a_refusal_quoting_the_caller_is_stored_capped(self):
+        """A message that quotes what an unknown caller sent is capped like its query."""
+        query = urlencode(
+            {"app_key": APP_KEY, "method": "pos.update.salesorder", "customerid": "C" * 55_000}
+        )
+        response, reply = self.post(query, b"{}")
+        self.assertEqual((response.status_code, reply.code), (403, "41"))
+        log = self.Log.search([], limit=1)
+        self.assertFalse(log.company_id)
+        self.assertIn("Unknown customerid CCC", log.message)
+        self.assertLess(len(log.message), 1100)
+
     def test_a_flood_of_unauthenticated_calls_stays_bounded(self):
         """The first calls of a window are stored (capped), the next ones only counted;
         a call whose company is known and signature valid is stored whole, always."""
