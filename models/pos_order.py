@@ -695,7 +695,7 @@ class PosOrder(models.Model):
             title = env._("The ERP reported this order as %s.", status)
         elif params["status"] == "5":
             title = env._("The ERP reported this order as %s; the order is unchanged.", status)
-        elif self.qimen_cancelled:
+        elif self._qimen_voided():  # by the store, or by the ERP earlier
             title = env._("The ERP reported this order as %s; not applied: it is voided.", status)
         else:
             title = env._("The ERP reported this order as %s; not applied: it is finished.", status)
@@ -736,6 +736,8 @@ class PosOrder(models.Model):
             shown = value
             if field.type == "selection":
                 shown = dict(field._description_selection(env)).get(value, value)
+            elif field.type == "boolean":  # the ERP's flags: cancle=1, finish=1
+                shown = env._("Yes") if str(value).lower() in ("1", "true") else env._("No")
             details.append((field._description_string(env), shown))
         return details
 

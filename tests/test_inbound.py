@@ -189,7 +189,7 @@ class TestInboundCallback(QimenCallbackCase):
         self.order.invalidate_recordset()
         self.assertEqual((self.order.qimen_erp_status, self.order.qimen_finished), ("3", False))
         self.assertEqual(self.order.qimen_erp_status_date, voided_on)
-        self.assertIn("not applied", self.order.message_ids[1].body)
+        self.assertIn("not applied: it is voided", self.order.message_ids[1].body)
         # a corrected void reason is new content of the same status
         self.call({"orderBillCode": self.bill, "status": "3", "zf_message": "更正的原因"})
         self.order.invalidate_recordset()
@@ -232,12 +232,21 @@ class TestInboundCallback(QimenCallbackCase):
         self.assertNotIn("shippingCode", body)
 
     def test_notes_use_field_labels(self):
-        params = {"orderBillCode": self.bill, "status": "3", "zf_type": "0", "shippingSn": "T1"}
+        params = {
+            "orderBillCode": self.bill,
+            "status": "3",
+            "zf_type": "0",
+            "shippingSn": "T1",
+            "cancle": "1",
+        }
         self.assertTrue(self.call(params)[1].ok)
         body = str(self.order.message_ids[0].body)
         self.assertIn("Void Type: Customer return", body)
         self.assertIn("Tracking Number: T1", body)
+        voided = self.order._fields["qimen_cancelled"].string
+        self.assertIn(f"{voided}: Yes", body)
         self.assertNotIn("zf_type", body)
+        self.assertNotIn("cancle", body)
 
     def test_todo_is_in_the_language_of_its_user(self):
         self._chinese()
