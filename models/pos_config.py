@@ -13,6 +13,7 @@ class PosConfig(models.Model):
     qimen_sync_enabled = fields.Boolean(
         related="company_id.qimen_enabled", string="Qimen ERP Sync Enabled"
     )
+    qimen_refund_policy = fields.Selection(related="company_id.qimen_refund_policy")
     qimen_return_reason_id = fields.Many2one(
         "qimen.void.reason",
         string="Default Return Reason",

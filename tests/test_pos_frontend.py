@@ -157,6 +157,18 @@ class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
         self.assertEqual((void["zf_type"], void["zf_message"]), ("0", "尺码不合适"))
         self.assertEqual(original.qimen_void_reason, "尺码不合适")
 
+    def test_a_refund_that_voids_nothing_asks_no_reason(self):
+        self.assertEqual(self.company.qimen_refund_policy, "full")
+        self.start_pos_tour("QimenPartialRefundTour", login="pos_user")
+        original = self.paid_order_of(self.tea)
+        refund = self.env["pos.order"].search(
+            [("lines.refunded_orderline_id.order_id", "=", original.id)]
+        )
+        self.assertEqual((refund.state, refund.qimen_return_reason), ("paid", False))
+        self.dispatch_all()
+        self.assertNotIn(original.qimen_bill_code, self.voids_sent())
+        self.assertFalse(original.qimen_cancelled)
+
     def test_nothing_of_the_sync_when_the_company_does_not_sync(self):
         draft = self.saved_draft(self.cake, "Order 09901-001-0001")
         self.company.qimen_enabled = False

@@ -152,6 +152,31 @@ registry.category("web_tour.tours").add("QimenRefundWithReasonTour", {
         ].flat(),
 });
 
+registry.category("web_tour.tours").add("QimenPartialRefundTour", {
+    steps: () =>
+        [
+            Chrome.startPoS(),
+            ProductScreen.addOrderline("Qimen Tea", "2"),
+            ProductScreen.clickPayButton(),
+            PaymentScreen.clickPaymentMethod("Bank"),
+            PaymentScreen.clickValidate(),
+            ReceiptScreen.isShown(),
+            ReceiptScreen.clickNextOrder(),
+            ProductScreen.clickRefund(),
+            TicketScreen.selectOrderByPrice("27.14"),
+            ProductScreen.clickNumpad("1"),
+            TicketScreen.toRefundTextContains("To Refund: 1.00"),
+            TicketScreen.confirmRefund(),
+            // one of two teas back: the order stays sold in the ERP, no reason is asked
+            ProductScreen.isShown(),
+            { trigger: negate(reasonDialog) },
+            ProductScreen.clickPayButton(),
+            PaymentScreen.clickPaymentMethod("Bank"),
+            PaymentScreen.clickValidate(),
+            ReceiptScreen.isShown(),
+        ].flat(),
+});
+
 registry.category("web_tour.tours").add("QimenSyncOffTour", {
     steps: () =>
         [

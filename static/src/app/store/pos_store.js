@@ -60,13 +60,44 @@ patch(PosStore.prototype, {
         const state = order.qimen_sync_state;
         return ["synced", "pending", "failed"].includes(state) ? state : "";
     },
-    /** Only an order the server knows can be known to the ERP: the others go as before. */
+    /**
+     * Only an order the server knows can be known to the ERP: the others go as before,
+     * and so does a refund (its cancellation voids nothing in the ERP).
+     */
     qimenAsksVoidReason(order) {
         return (
             this.qimenSyncEnabled &&
             typeof order.id === "number" &&
             !order.finalized &&
-            order.get_orderlines().length > 0
+            order.get_orderlines().length > 0 &&
+            !order._isRefundOrder()
+        );
+    },
+    /**
+     * Whether paying ``refund`` voids ``order`` in the ERP, by the company's refund
+     * policy (as pos.order._qimen_on_refund decides it): only then is a reason asked.
+     */
+    qimenRefundVoids(order, refund) {
+        const policy = this.config.qimen_refund_policy;
+        if (!this.qimenSyncEnabled || policy === "never") {
+            return false;
+        }
+        if (policy !== "full") {
+            return true;
+        }
+        const refunding = {};
+        for (const line of refund.lines) {
+            const original = line.refunded_orderline_id;
+            if (original) {
+                refunding[original.id] = (refunding[original.id] || 0) - line.qty;
+            }
+        }
+        const sold = order.lines.filter((line) => line.qty > 0);
+        return (
+            sold.length > 0 &&
+            sold.every(
+                (line) => (line.refunded_qty || 0) + (refunding[line.id] || 0) >= line.qty - 1e-6
+            )
         );
     },
     async qimenAskReason(props) {

@@ -41,10 +41,16 @@ patch(TicketScreen.prototype, {
             }
         }
     },
-    /** A refund asks why the goods come back: the void of the refunded order carries it. */
+    /**
+     * A refund that voids the refunded order in the ERP asks why the goods come back:
+     * that void carries the reason. A refund that voids nothing asks nothing.
+     */
     async addAdditionalRefundInfo(order, destinationOrder) {
         await super.addAdditionalRefundInfo(...arguments);
-        if (!this.pos.qimenSyncEnabled || destinationOrder.uiState.qimenReturnAsked) {
+        if (
+            !this.pos.qimenRefundVoids(order, destinationOrder) ||
+            destinationOrder.uiState.qimenReturnAsked
+        ) {
             return; // asked once per refund, even when the cashier skipped
         }
         destinationOrder.uiState.qimenReturnAsked = true;
