@@ -1,6 +1,7 @@
 import json
 import logging
 from datetime import datetime, timedelta, timezone
+from unittest.mock import patch
 from urllib.parse import urlencode
 
 from odoo.tests import tagged
@@ -230,6 +231,38 @@ class TestInboundCallback(QimenCallbackCase):
         self.assertIn("ERP 上报此订单状态为：已取货。", body)  # noqa: RUF001
         self.assertIn("快递公司编码: SF", body)
         self.assertNotIn("shippingCode", body)
+
+    def test_a_serialization_failure_runs_the_call_again_with_its_body(self):
+        """Odoo runs a request again after a serialization failure: the body, read once
+        from the stream, is used again, and the call is applied and logged once."""
+        order_model = type(self.env["pos.order"])
+        original, tries = order_model._qimen_apply_erp_update, []
+
+        def conflict_once(order, params):
+            tries.append(params["shippingSn"])
+            if len(tries) == 1:  # what PostgreSQL raises when another call won the row
+                order.env.cr.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'concurrent update' "
+                    "USING ERRCODE = 'serialization_failure'; END $$",
+                    log_exceptions=False,
+                )
+            return original(order, params)
+
+        logs_before = self.Log.search_count([])
+        with (
+            patch.object(order_model, "_qimen_apply_erp_update", conflict_once),
+            self.assertLogs("odoo.service.model", logging.INFO) as logs,
+        ):
+            response, reply = self.call(
+                {"orderBillCode": self.bill, "status": "2", "shippingSn": "RETRY 1"}
+            )
+        self.assertTrue(reply.ok, response.text)
+        self.assertEqual(tries, ["RETRY 1", "RETRY 1"])
+        self.assertIn("serialization_failure", logs.output[0].lower())
+        self.order.invalidate_recordset()
+        self.assertEqual(self.order.qimen_erp_reported["shippingSn"], "RETRY 1")
+        self.assertEqual(self.Log.search_count([]), logs_before + 1)
+        self.assertEqual(self.Log.search([], limit=1).result, "applied")
 
     def test_notes_use_field_labels(self):
         params = {
