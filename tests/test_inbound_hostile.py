@@ -68,22 +68,52 @@ class TestHostileCallbacks(QimenCallbackCase):
             + self.bill
             + "</orderBillCode><status>3</status></request>"
         ).encode("utf-16")
-        cases = {
-            "NUL in customerid": self.signed(params, customerid="STORE_ERP_01\x00"),
-            "NUL in app_key": self.signed(params, app_key=APP_KEY + "\x00"),
-            "NUL in a query name": (query + "&x%00=1", body, ctype),
-            "NUL byte in a raw body": self.signed(params, body=body + b"\x00"),
-            "signed bill code \\u0000": self.signed(nul_bill),
-            "lone surrogate": self.signed(params, body=body.replace("攻击".encode(), b"\\ud800")),
-            "UTF-16 XML body": self.signed(params, body_kind="xml", body=utf16),
-            "NUL in a form body": self.signed(dict(params, zf_message="a\x00b"), body_kind="form"),
-            "query not UTF-8": (query + "&extra=%FF%FE", body, ctype),
+        invalid = "isv.invalid-parameter"
+        bad_char = "holds a NUL or an invalid character"
+        cases = {  # name: (call, exact sub_code and message of the reply)
+            "NUL in customerid": (
+                self.signed(params, customerid="STORE_ERP_01\x00"),
+                (f"{invalid}:customerid", f"customerid {bad_char}"),
+            ),
+            "NUL in app_key": (
+                self.signed(params, app_key=APP_KEY + "\x00"),
+                (f"{invalid}:app_key", f"app_key {bad_char}"),
+            ),
+            "NUL in a query name": (
+                (query + "&x%00=1", body, ctype),
+                (invalid, f"query string {bad_char}"),
+            ),
+            "NUL byte in a raw body": (
+                self.signed(params, body=body + b"\x00"),
+                (invalid, "body holds a NUL byte"),
+            ),
+            "signed bill code \\u0000": (
+                self.signed(nul_bill),
+                (f"{invalid}:orderBillCode", f"orderBillCode {bad_char}"),
+            ),
+            "lone surrogate": (
+                self.signed(params, body=body.replace("攻击".encode(), b"\\ud800")),
+                (f"{invalid}:zf_message", f"zf_message {bad_char}"),
+            ),
+            "UTF-16 XML body": (
+                self.signed(params, body_kind="xml", body=utf16),
+                (invalid, "body holds a NUL byte"),
+            ),
+            "NUL in a form body": (
+                self.signed(dict(params, zf_message="a\x00b"), body_kind="form"),
+                (f"{invalid}:zf_message", f"zf_message {bad_char}"),
+            ),
+            "query not UTF-8": (
+                (query + "&extra=%FF%FE", body, ctype),
+                (invalid, "query string is not UTF-8"),
+            ),
         }
-        for name, (case_query, case_body, case_ctype) in cases.items():
+        for name, ((case_query, case_body, case_ctype), expected) in cases.items():
             with self.subTest(name):
                 before, logs_before = self.snapshot(), self.Log.search_count([])
                 response, reply = self.post(case_query, case_body, case_ctype)
                 log = self.assert_refused(response, reply, "41", 400, before, logs_before)
+                self.assertEqual((reply.sub_code, reply.message), expected)
                 stored = json.dumps(log.query, ensure_ascii=False) + (log.body or "")
                 self.assertNotIn("\x00", stored)
 
