@@ -214,7 +214,9 @@ class QimenSyncJob(models.Model):
         required=True,
         readonly=True,
     )
-    status = fields.Char(compute="_compute_status", store=True, help="Qimen status sent")
+    status = fields.Char(
+        "Status Sent", compute="_compute_status", store=True, help="Qimen status sent"
+    )
     payload = fields.Json("Parameters", readonly=True, help="Business parameters to send")
     state = fields.Selection(
         JOB_STATE_SELECTION,
