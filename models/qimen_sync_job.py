@@ -14,7 +14,6 @@ from psycopg2.extras import Json
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.service.server import SLEEP_INTERVAL
 from odoo.sql_db import connection_info_for
 from odoo.tools import SQL, config
 
@@ -38,6 +37,7 @@ from ..qimen.const import API_SALESORDER_UPDATE
 from ..qimen.request import build_salesorder_update
 from ..qimen.responses import PERMANENT, TRANSIENT
 from ..qimen.text import storable
+from ..worker_ping import in_prefork_worker, watchdog_pinged_at
 
 _logger = logging.getLogger(__name__)
 
@@ -426,6 +426,10 @@ class QimenSyncJob(models.Model):
         self._reclaim_expired()
         lease = self._lease_seconds()
         run_end = self._run_deadline()
+        if run_end is None:  # a prefork worker that loaded the addon during this pass
+            self._create_dispatch_trigger()  # the next pass knows its time limit
+            _logger.info("Qimen sync: time limit unknown in this pass; a fresh run is asked")
+            return 0
         claim_until = min(run_end - lease, time.time() + MAX_CLAIM_SECONDS)
         if claim_until <= time.time():
             # a call may outlast what is left of the run (a prefork worker that slept, long
@@ -828,17 +832,18 @@ class QimenSyncJob(models.Model):
     def _run_deadline(self):
         """When this cron run must be over (wall clock): a share of the real-time limit
         counted from the start of the cron thread's pass (threaded server), or from the
-        prefork cron worker's last ping at the earliest."""
+        prefork cron worker's last ping of its watchdog, made before it waited for work
+        (see worker_ping.py); None when that ping's time is not known."""
         limit = config["limit_time_real_cron"]
         if not limit or limit <= 0:
             limit = config["limit_time_real"]
         if not limit or limit <= 0:
             limit = 120
         started = getattr(threading.current_thread(), "start_time", None)
-        if not started and not _testing():
-            # a prefork cron worker: Odoo's watchdog counts from the worker's last ping,
-            # made before it waited for work (up to SLEEP_INTERVAL + 10 s)
-            started = time.time() - (SLEEP_INTERVAL + 10)
+        if not started and in_prefork_worker():
+            started = watchdog_pinged_at()
+            if not started:
+                return None
         return (started or time.time()) + RUN_SHARE_OF_TIME_LIMIT * limit
 
     @api.model

@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -7,9 +8,11 @@ from unittest.mock import patch
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.neutralize import get_neutralization_queries
+from odoo.service import server
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config, mute_logger
 
+from .. import worker_ping
 from ..qimen.client import SendResult
 from .common import QimenPosCase
 
@@ -56,6 +59,38 @@ class TestDispatcher(QimenPosCase):
                 del thread.start_time
             self.assertEqual(set(self.jobs(order).mapped("state")), {"pending"})
             self.assertEqual(self.dispatch(), 2, "a fresh run has the time")
+
+    def test_a_prefork_run_counts_from_the_workers_last_ping(self):
+        """A prefork cron worker is killed its time limit after it last pinged its
+        watchdog (before it slept): the run's budget counts from that ping, and a worker
+        that does not know it (the addon was loaded after it) asks for a fresh run."""
+        order = self.paid_order()
+        cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
+        triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+        thread = threading.current_thread()
+        prefork = object.__new__(server.PreforkServer)  # as in a worker: the server is it
+        read_end, write_end = os.pipe()
+        with (
+            patch.object(server, "server", prefork),
+            patch.dict(config.options, {"limit_time_real": 120, "limit_time_real_cron": 0}),
+        ):
+            try:
+                self.assertIsNone(self.Job._run_deadline())
+                self.assertEqual(self.dispatch(), 0)
+                self.assertEqual(set(self.jobs(order).mapped("state")), {"pending"})
+                new_triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+                self.assertEqual(len(new_triggers - triggers), 1, "a fresh run is asked")
+                before = time.time()
+                server.PreforkServer.pipe_ping(prefork, (read_end, write_end))  # Odoo's loop
+                self.assertEqual(os.read(read_end, 1), b".", "the ping still reaches Odoo")
+                pinged = getattr(thread, worker_ping.PING_ATTRIBUTE)
+                self.assertGreaterEqual(pinged, before)
+                self.assertAlmostEqual(self.Job._run_deadline(), pinged + 90, 3)
+                self.assertEqual(self.dispatch(), 2, "then the run has the time")
+            finally:
+                thread.__dict__.pop(worker_ping.PING_ATTRIBUTE, None)
+                os.close(read_end)
+                os.close(write_end)
 
     def test_a_run_with_work_left_triggers_a_fresh_run(self):
         self.paid_order()
