@@ -440,13 +440,22 @@ class Soak:
             for event in events
             if (bill, event) not in by_key
         )
+        # the queue's order of each update: a superseded one that the ERP received before
+        # the void that superseded it (it had answered too late) is in its place too
+        queue_id = {(j["bill_code"], j["event"]): j["id"] for j in jobs}
+        queue_id.update(job_id)
         reordered = 0
         for bill, seen in delivered_calls.items():
             newest = 0
             for _arrival, event in seen:
-                current = job_id.get((bill, event), 0)
+                current = queue_id.get((bill, event), 0)
                 if current < newest:
                     reordered += 1
+                    states = {j["event"]: j["state"] for j in jobs if j["bill_code"] == bill}
+                    print(
+                        f"  REORDERED {bill}: received {[e for _a, e in seen]}, queued "
+                        f"{sorted((queue_id.get((bill, e), 0), e) for e in states)}, {states}"
+                    )
                 newest = max(newest, current)
         duplicated = sum(count - 1 for count in deliveries.values() if count > 1)
         stuck = sum(1 for j in jobs if j["state"] in ("pending", "sending", "failed", "dead"))
@@ -456,7 +465,11 @@ class Soak:
             f"  updates queued      {len(jobs)} ({dict(states)}), over {len(self.expected)} orders"
         )
         print(f"  gateway calls       {len(calls)}, faults injected: {dict(faults)}")
-        print(f"  superseded by a void (sent in it): {len(superseded)}")
+        received_superseded = sum(1 for key in superseded if deliveries[key])
+        print(
+            f"  superseded by a void (sent in it): {len(superseded)}, of which the ERP had "
+            f"received {received_superseded} (answered too late, before their void)"
+        )
         print(f"  server killed on purpose: {self.kills}")
         print("")
         print(f"  delivered   {delivered}")
