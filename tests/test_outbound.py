@@ -378,9 +378,10 @@ class TestOutboundQueue(QimenPosCase):
     def test_one_exploding_job_does_not_stop_the_batch(self):
         first, second = self.paid_order(), self.paid_order()
         original = QimenClient.call
+        exploding = first.qimen_bill_code  # read here: the call runs on a thread of its own
 
         def call(client, method, params, timestamp=None):
-            if params["orderBillCode"] == first.qimen_bill_code:
+            if params["orderBillCode"] == exploding:
                 raise ValueError("corrupt")
             return original(client, method, params, timestamp)
 
