@@ -68,13 +68,12 @@ def _read_body(httprequest):
     too large (checked before the stream is touched: werkzeug 3 refuses a body over its
     own limit with an HTML page), or unreadable (a broken chunked encoding, a client
     gone before the end of its Content-Length)."""
-    length = httprequest.content_length
     try:
-        check_body_length(length, MAX_BODY_BYTES)
-        return read_body(_input_stream(httprequest), MAX_BODY_BYTES, length)
+        check_body_length(httprequest.content_length, MAX_BODY_BYTES)
+        return read_body(_input_stream(httprequest), MAX_BODY_BYTES)
     except InboundError as exc:
         return exc
-    except (OSError, ValueError, HTTPException) as exc:
+    except (OSError, HTTPException) as exc:
         _logger.info("Qimen callback: unreadable body: %s", type(exc).__name__)
         return InboundError(41, "isv.invalid-parameter", "body could not be read", 400)
 

@@ -161,38 +161,9 @@ class TestHostileCallbacks(QimenCallbackCase):
         self.order.invalidate_recordset()
         self.assertEqual(self.order.qimen_erp_reported["shippingSn"], "YT 9")
 
-    def test_an_endless_chunked_body_is_refused_without_waiting_for_its_end(self):
-        """The server answers after reading the cap: it neither waits for nor buffers the
-        rest (a body that never ends would otherwise hold a thread and its memory)."""
-        before, logs_before = self.snapshot(), self.Log.search_count([])
-        address = urlsplit(self.base_url())
-        cookie = self.opener.cookies.get("session_id")
-        head = (
-            f"POST /qimen/callback?app_key={APP_KEY} HTTP/1.1\r\n"
-            f"Host: {address.netloc}\r\nCookie: session_id={cookie}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        ).encode()
-        chunk = b"x" * 65536
-        with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
-            sock.sendall(head)
-            for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
-                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-            # no final chunk: the body never ends
-            raw = b""
-            while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
-                data = sock.recv(65536)
-                if not data:
-                    break
-                raw += data
-        head, _sep, content = raw.partition(b"\r\n\r\n")
-        self.assertIn(b" 413 ", head.split(b"\r\n")[0])
-        reply = parse_reply(content, 413)
-        self.assertEqual((reply.flag, reply.code), ("failure", "41"))
-        self.assertEqual(self.snapshot(), before)
-        self.assertEqual(self.Log.search_count([]), logs_before + 1)
-
-    def raw_call(self, headers, body, close_after_sending=False):
-        """``(status line, Qimen reply)`` of a call written on the socket as given."""
+    def raw_call(self, headers, body_parts, close_after_sending=False):
+        """``(status line, Qimen reply)`` of a call written on the socket as given, its
+        body sent part after part."""
         address = urlsplit(self.base_url())
         cookie = self.opener.cookies.get("session_id")
         head = (
@@ -201,7 +172,9 @@ class TestHostileCallbacks(QimenCallbackCase):
             f"Content-Type: application/json\r\n{headers}\r\n"
         ).encode()
         with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
-            sock.sendall(head + body)
+            sock.sendall(head)
+            for part in body_parts:
+                sock.sendall(part)
             if close_after_sending:
                 sock.shutdown(socket.SHUT_WR)  # the client sends no more, and waits
             raw = b""
@@ -214,6 +187,21 @@ class TestHostileCallbacks(QimenCallbackCase):
         status_line = head.split(b"\r\n")[0].decode()
         return status_line, parse_reply(content, int(status_line.split()[1]))
 
+    def test_an_endless_chunked_body_is_refused_without_waiting_for_its_end(self):
+        """The server answers after reading the cap: it neither waits for nor buffers the
+        rest (a body that never ends would otherwise hold a thread and its memory)."""
+        before, logs_before = self.snapshot(), self.Log.search_count([])
+        chunk = b"x" * 65536
+        chunks = (  # no final chunk: the body never ends
+            b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+            for _ in range(MAX_BODY_BYTES // len(chunk) + 2)
+        )
+        status_line, reply = self.raw_call("Transfer-Encoding: chunked\r\n", chunks)
+        self.assertIn(" 413 ", status_line)
+        self.assertEqual((reply.flag, reply.code), ("failure", "41"))
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.Log.search_count([]), logs_before + 1)
+
     def test_a_body_that_cannot_be_read_gets_a_qimen_reply(self):
         """A broken chunked encoding, a body shorter than its Content-Length: a Qimen
         error, logged, where werkzeug's own error would be an HTML page."""
@@ -225,7 +213,7 @@ class TestHostileCallbacks(QimenCallbackCase):
         for name, (headers, body, close) in cases.items():
             with self.subTest(name):
                 logs_before = self.Log.search_count([])
-                status_line, reply = self.raw_call(headers, body, close)
+                status_line, reply = self.raw_call(headers, [body], close)
                 self.assertIn(" 400 ", status_line)
                 self.assertEqual((reply.flag, reply.code), ("failure", "41"))
                 self.assertEqual(self.Log.search_count([]), logs_before + 1)
