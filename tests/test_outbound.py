@@ -4,7 +4,7 @@ from unittest.mock import patch
 
 import psycopg2
 
-from odoo import fields
+from odoo import fields, sql_db
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
@@ -16,6 +16,29 @@ from .common import APP_SECRET, QimenPosCase
 
 @tagged("post_install", "-at_install")
 class TestOutboundTransitions(QimenPosCase):
+    def test_the_paid_hook_writes_in_the_pos_own_update_of_the_order(self):
+        """The till's transaction gains the job's insert, not one more UPDATE of its
+        order: the hook writes before point_of_sale flushes the paid order."""
+        execute, updates = sql_db.Cursor.execute, []
+
+        def counting(cr, query, params=None, log_exceptions=True):
+            if str(getattr(query, "code", query)).lstrip().startswith('UPDATE "pos_order"'):
+                updates.append(query)
+            return execute(cr, query, params, log_exceptions)
+
+        counts = {}
+        for enabled in (False, True):
+            self.company.qimen_enabled = enabled
+            self.env.flush_all()
+            updates.clear()
+            with patch.object(sql_db.Cursor, "execute", counting):
+                order = self.paid_order()
+                self.env.flush_all()
+            counts[enabled] = len(updates)
+            self.assertEqual(bool(self.jobs(order)), enabled)
+        self.assertEqual(counts[True], counts[False])
+        self.assertEqual(order.qimen_confirm, "1")
+
     def test_paid_from_the_pos_ui_sends_confirm_then_pickup(self):
         order = self.paid_order()
         self.assertEqual(order.state, "paid")
