@@ -1,0 +1,84 @@
+"""The rules of an order's sync, each written once and read by everything that needs it:
+the order's fields (compute and search), the reconciliation report (a SQL view) and the
+till (which reads the computed field).
+
+An order's **sync state** follows from its jobs (superseded and cancelled ones aside)
+and from what the order records:
+
+- ``failed``: an update is dead, or none could be queued (``qimen_config_error``);
+- ``pending``: an update waits (pending, sending, failed and due again);
+- ``synced``: every update was acknowledged, or they went out and were deleted after the
+  retention period (the order records events but has no job left at all);
+- ``not_needed``: nothing to send.
+"""
+
+from odoo.tools import SQL
+
+SYNC_STATE_SELECTION = [
+    ("not_needed", "Not needed"),
+    ("pending", "Pending"),
+    ("synced", "Synced"),
+    ("failed", "Failed"),
+]
+
+# The events an order records, each by the field that says it happened, the values that
+# mean so, and the field with its date (the order they happened in, for a requeue).
+RECORDED_EVENTS = {
+    "confirm": ("qimen_confirm", ("1", "2"), "qimen_confirm_date"),
+    "pickup": ("qimen_delivery", ("1",), "qimen_delivery_date"),
+    "void": ("qimen_cancelled", (True,), "qimen_cancel_date"),
+    "complete": ("qimen_finished", (True,), "qimen_finish_date"),
+}
+RECORDED_FIELDS = [name for name, _values, _date in RECORDED_EVENTS.values()]
+
+
+def recorded_events(order):
+    """The events the store recorded on ``order`` (each one queued an update)."""
+    return {
+        event
+        for event, (name, values, _date) in RECORDED_EVENTS.items()
+        if order[name] in values
+    }
+
+
+def recorded_sql(order):
+    """SQL: the order (alias ``order``) records at least one event."""
+    return SQL(" OR ").join(
+        SQL(
+            "%s IN %s",
+            SQL.identifier(order, name),
+            tuple(values),
+        )
+        for name, values, _date in RECORDED_EVENTS.values()
+    )
+
+
+def job_facts_sql(order):
+    """SQL of a LATERAL subquery, aliased ``facts``: what the jobs of the order (alias
+    ``order``) say, in one probe of the jobs' order index."""
+    return SQL(
+        """LATERAL (
+               SELECT bool_or(job.state = 'dead') AS dead,
+                      bool_or(job.state IN ('pending', 'sending', 'failed')) AS waiting,
+                      bool_or(job.state = 'done') AS done,
+                      count(*) AS jobs,
+                      max(job.date_done) AS last_done
+                 FROM qimen_sync_job job
+                WHERE job.order_id = %s
+           ) AS facts""",
+        SQL.identifier(order, "id"),
+    )
+
+
+def sync_state_sql(order):
+    """SQL: the sync state of the order (alias ``order``), from :func:`job_facts_sql`."""
+    return SQL(
+        """CASE WHEN facts.dead THEN 'failed'
+                WHEN facts.waiting THEN 'pending'
+                WHEN facts.done THEN 'synced'
+                WHEN %(error)s IS NOT NULL THEN 'failed'
+                WHEN facts.jobs = 0 AND (%(recorded)s) THEN 'synced'
+                ELSE 'not_needed' END""",
+        error=SQL.identifier(order, "qimen_config_error"),
+        recorded=recorded_sql(order),
+    )
