@@ -3,12 +3,13 @@
 {
     "name": "POS Qimen ERP Sync",
     "summary": "Sync POS order statuses with the retailer's ERP through Alibaba's Qimen gateway",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Point of Sale",
     "license": "LGPL-3",
     "author": "pos_qimen_sync authors",
     "website": "https://github.com/pos-qimen-sync/pos_qimen_sync",
     "depends": ["point_of_sale", "mail"],
+    "post_load": "post_load",
     "external_dependencies": {"python": ["requests", "lxml"]},
     "data": [
         "security/ir.model.access.csv",

@@ -35,9 +35,7 @@ RECORDED_FIELDS = [name for name, _values, _date in RECORDED_EVENTS.values()]
 def recorded_events(order):
     """The events the store recorded on ``order`` (each one queued an update)."""
     return {
-        event
-        for event, (name, values, _date) in RECORDED_EVENTS.items()
-        if order[name] in values
+        event for event, (name, values, _date) in RECORDED_EVENTS.items() if order[name] in values
     }
 
 
@@ -62,6 +60,8 @@ def job_facts_sql(order):
                       bool_or(job.state IN ('pending', 'sending', 'failed')) AS waiting,
                       bool_or(job.state = 'done') AS done,
                       count(*) AS jobs,
+                      count(*) FILTER (
+                          WHERE job.state NOT IN ('superseded', 'cancelled')) AS live,
                       max(job.date_done) AS last_done
                  FROM qimen_sync_job job
                 WHERE job.order_id = %s

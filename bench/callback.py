@@ -83,7 +83,7 @@ def queries_per_callback(database, bill_code):
     registry = odoo.modules.registry.Registry(database)
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        log = env["qimen.callback.log"]
+        log = env["qimen.callback.handler"]
         counts = []
         for index in range(3):  # the first one warms the caches
             query, body, _ctype = build_push(

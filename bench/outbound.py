@@ -132,15 +132,17 @@ def scan_ms(registry, company_id, finished, pending=1000, repeat=400):
         )
     vacuum(registry, "bench_empty.qimen_sync_job")
     vacuum(registry, "CHECKPOINT")
+    from odoo.addons.pos_qimen_sync.dispatch.lanes import set_up_lane_connection
+    from odoo.addons.pos_qimen_sync.dispatch.queue_sql import due_query
+
     times = {"full": [], "empty": []}
     with registry.cursor() as full, registry.cursor() as empty:
         try:
             for cr in (full, empty):
-                jobs = api.Environment(cr, SUPERUSER_ID, {})["qimen.sync.job"]
-                jobs._lane_connection(cr)
+                set_up_lane_connection(cr)
                 if cr is empty:
                     cr.execute("SET search_path TO bench_empty, public")
-                scan = SQL("%s LIMIT 1 FOR UPDATE OF job SKIP LOCKED", jobs._due_query(SQL("$1")))
+                scan = SQL("%s LIMIT 1 FOR UPDATE OF job SKIP LOCKED", due_query(SQL("$1")))
                 cr.execute(SQL("PREPARE due_scan(timestamp) AS %s", SQL(cr.mogrify(scan).decode())))
                 cr.commit()
             for index in range(2 * repeat):

@@ -23,7 +23,7 @@ class QimenCallbackController(http.Controller):
     """The URL registered in the Qimen console: the ERP's calls to this store.
 
     Thin on purpose: it reads the request (the body with a hard cap) and lets
-    ``qimen.callback.log._handle_call`` verify, apply, log and answer."""
+    ``qimen.callback.handler._handle_call`` verify, route, apply, log and answer."""
 
     @http.route(
         CALLBACK_ROUTE,
@@ -44,7 +44,7 @@ class QimenCallbackController(http.Controller):
                 environ[BODY_KEY] = _read_body(httprequest)
             body = environ[BODY_KEY]
         status, reply, content_type = (
-            request.env["qimen.callback.log"]
+            request.env["qimen.callback.handler"]
             .sudo()
             ._handle_call(
                 httprequest.method,

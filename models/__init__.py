@@ -2,9 +2,14 @@ from . import res_company
 from . import qimen_void_reason
 from . import pos_config
 from . import qimen_sync_job
+from . import qimen_sync_job_sending
 from . import qimen_callback_log
+from . import qimen_callback_handler
 from . import ir_http
 from . import pos_order
+from . import pos_order_events
+from . import pos_order_erp
+from . import pos_order_notices
 from . import pos_session
 from . import stock_picking
 from . import res_config_settings

@@ -82,7 +82,7 @@ class QimenPosCase(SandboxedPos, TestPoSCommon):
         return self._sync_order(data)
 
     def dispatch(self):
-        return self.Job._cron_dispatch()
+        return self.Job._dispatch(inline=True)
 
     def jobs(self, order):
         return self.Job.search([("bill_code", "=", order.qimen_bill_code)], order="id")

@@ -28,7 +28,7 @@ from ..qimen.responses import PERMANENT
 from ..qimen.sandbox import SandboxGateway
 from .common import APP_KEY, APP_SECRET, LoopbackRequests
 
-JOB_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job"
+JOB_LOGGER = "odoo.addons.pos_qimen_sync"  # the job model and the dispatch package
 SETTINGS = {
     "qimen_enabled": True,
     "qimen_gateway": "custom",
@@ -376,7 +376,7 @@ class TestConcurrency(LoopbackRequests, BaseCase):
         the 'postgres' database, as Odoo's do) are woken by the waker's own thread."""
         from odoo.sql_db import db_connect
 
-        from ..models.qimen_sync_job import CRON_WAKER
+        from ..dispatch.waker import CRON_WAKER
 
         with closing(db_connect("postgres").cursor()) as listener:
             listener.execute("LISTEN cron_trigger")

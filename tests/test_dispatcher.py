@@ -1,4 +1,5 @@
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -7,12 +8,13 @@ from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
+from odoo.modules.module import get_manifest
 from odoo.modules.neutralize import get_neutralization_queries
 from odoo.service import server
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config, mute_logger
 
-from .. import worker_ping
+from ..dispatch import budget, watchdog
 from ..qimen.client import SendResult
 from .common import QimenPosCase
 
@@ -25,7 +27,7 @@ class TestDispatcher(QimenPosCase):
     def test_a_job_is_leased_for_the_longest_call_and_taken_back_after(self):
         order = self.paid_order()
         confirm = self.jobs(order)[0]
-        claim = self.Job._transaction(lambda: self.Job._claim_next(time.time() + 60))
+        claim = self.Job._claim_next(time.time() + 60)
         self.assertEqual(claim.job_id, confirm.id)
         self.assertEqual((confirm.state, confirm.attempts), ("sending", 1))
         # twice a call (connect 5 s + 2 x read 1 s, the tests' company) + 10 s margin
@@ -37,13 +39,13 @@ class TestDispatcher(QimenPosCase):
             [confirm.id],
         )
         confirm.invalidate_recordset()
-        with self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", "WARNING"):
+        with self.assertLogs("odoo.addons.pos_qimen_sync", "WARNING"):
             self.assertEqual(self.Job._reclaim_expired(), confirm)
         self.assertEqual(confirm.state, "failed")
         self.assertIn("Interrupted", confirm.last_error)
         # the first sender comes back late: its outcome must not overwrite the queue's
-        with self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", "WARNING") as logs:
-            self.Job._transaction(lambda: self.Job._record(claim, SendResult("success", code="1")))
+        with self.assertLogs("odoo.addons.pos_qimen_sync", "WARNING") as logs:
+            self.Job._record(claim, SendResult("success", code="1"))
         self.assertIn("taken back", logs.output[0])
         self.assertEqual(confirm.state, "failed")
 
@@ -53,7 +55,7 @@ class TestDispatcher(QimenPosCase):
         with patch.dict(config.options, {"limit_time_real": 120, "limit_time_real_cron": 0}):
             thread.start_time = time.time() - 100  # the cron thread's pass began 100 s ago
             try:
-                self.assertAlmostEqual(self.Job._run_deadline(), thread.start_time + 90, 3)
+                self.assertAlmostEqual(budget.run_deadline(), thread.start_time + 90, 3)
                 self.assertEqual(self.dispatch(), 0)
             finally:
                 del thread.start_time
@@ -64,6 +66,10 @@ class TestDispatcher(QimenPosCase):
         """A prefork cron worker is killed its time limit after it last pinged its
         watchdog (before it slept): the run's budget counts from that ping, and a worker
         that does not know it (the addon was loaded after it) asks for a fresh run."""
+        # the manifest's post_load hook, as Odoo calls it when it imports the addon
+        # (idempotent; pytest-odoo imports the addon before Odoo does, and Odoo skips it)
+        addon = sys.modules["odoo.addons.pos_qimen_sync"]
+        getattr(addon, get_manifest("pos_qimen_sync")["post_load"])()
         order = self.paid_order()
         cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
         triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
@@ -75,7 +81,7 @@ class TestDispatcher(QimenPosCase):
             patch.dict(config.options, {"limit_time_real": 120, "limit_time_real_cron": 0}),
         ):
             try:
-                self.assertIsNone(self.Job._run_deadline())
+                self.assertIsNone(budget.run_deadline())
                 self.assertEqual(self.dispatch(), 0)
                 self.assertEqual(set(self.jobs(order).mapped("state")), {"pending"})
                 new_triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
@@ -83,12 +89,12 @@ class TestDispatcher(QimenPosCase):
                 before = time.time()
                 server.PreforkServer.pipe_ping(prefork, (read_end, write_end))  # Odoo's loop
                 self.assertEqual(os.read(read_end, 1), b".", "the ping still reaches Odoo")
-                pinged = getattr(thread, worker_ping.PING_ATTRIBUTE)
+                pinged = getattr(thread, watchdog.PING_ATTRIBUTE)
                 self.assertGreaterEqual(pinged, before)
-                self.assertAlmostEqual(self.Job._run_deadline(), pinged + 90, 3)
+                self.assertAlmostEqual(budget.run_deadline(), pinged + 90, 3)
                 self.assertEqual(self.dispatch(), 2, "then the run has the time")
             finally:
-                thread.__dict__.pop(worker_ping.PING_ATTRIBUTE, None)
+                thread.__dict__.pop(watchdog.PING_ATTRIBUTE, None)
                 os.close(read_end)
                 os.close(write_end)
 
@@ -216,13 +222,13 @@ class TestQueueHygiene(QimenPosCase):
             patch("odoo.addons.pos_qimen_sync.models.qimen_sync_job.GC_BATCH", 2),
             mute_logger("odoo.addons.pos_qimen_sync.models.qimen_sync_job"),
         ):
-            deleted = self.Job._gc_finished_jobs()
+            deleted = self.Job._gc_finished_jobs(commit=False)
         self.assertEqual(deleted, len(done) + len(cancelled))
         self.assertFalse((done | cancelled).exists())
         self.assertEqual(dead.exists(), dead, "a dead job waits for an operator")
         self.assertEqual(recent.exists(), recent)
         self.env["ir.config_parameter"].sudo().set_param("pos_qimen_sync.job_retention_days", 60)
-        self.assertEqual(self.Job._gc_finished_jobs(), 0)
+        self.assertEqual(self.Job._gc_finished_jobs(commit=False), 0)
 
     def test_neutralized_copies_keep_no_secret(self):
         self.company.qimen_callback_secret = "回调密钥"

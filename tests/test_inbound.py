@@ -236,7 +236,7 @@ class TestInboundCallback(QimenCallbackCase):
         """Odoo runs a request again after a serialization failure: the body, read once
         from the stream, is used again, and the call is applied and logged once."""
         order_model = type(self.env["pos.order"])
-        original, tries = order_model._qimen_apply_erp_update, []
+        original, tries = order_model._qimen_handle_notification_data, []
 
         def conflict_once(order, params):
             tries.append(params["shippingSn"])
@@ -250,7 +250,7 @@ class TestInboundCallback(QimenCallbackCase):
 
         logs_before = self.Log.search_count([])
         with (
-            patch.object(order_model, "_qimen_apply_erp_update", conflict_once),
+            patch.object(order_model, "_qimen_handle_notification_data", conflict_once),
             self.assertLogs("odoo.service.model", logging.INFO) as logs,
         ):
             response, reply = self.call(

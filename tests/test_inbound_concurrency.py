@@ -101,7 +101,7 @@ class TestRacingCalls(TransactionCase):
 
     def handle(self, env, call, last_try=False):
         query, body = call
-        return env["qimen.callback.log"]._handle_call(
+        return env["qimen.callback.handler"]._handle_call(
             "POST",
             urlencode(query).encode(),
             body,

@@ -266,7 +266,7 @@ class TestHostileCallbacks(QimenCallbackCase):
     def test_an_unexpected_error_changes_nothing(self):
         """What the call did before the error is rolled back; the call is logged."""
         order_model = type(self.env["pos.order"])
-        original = order_model._qimen_apply_erp_update
+        original = order_model._qimen_handle_notification_data
 
         def write_then_fail(order, params):
             original(order, params)
@@ -274,8 +274,8 @@ class TestHostileCallbacks(QimenCallbackCase):
 
         before = self.snapshot()
         with (
-            patch.object(order_model, "_qimen_apply_erp_update", write_then_fail),
-            self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_callback_log", "ERROR"),
+            patch.object(order_model, "_qimen_handle_notification_data", write_then_fail),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_callback_handler", "ERROR"),
         ):
             response, reply = self.call({"orderBillCode": self.bill, "status": "3"})
         self.assertEqual(

@@ -152,7 +152,7 @@ class TestBillCodeLock(QimenPosCase):
         order = self.paid_order()
         code = order.qimen_bill_code
         self.sandbox.add_fault("timeout", count=1)  # the ERP may have received it
-        with mute_logger("odoo.addons.pos_qimen_sync.models.qimen_sync_job"):
+        with mute_logger("odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"):
             self.dispatch()
         confirm = self.jobs(order)[0]
         self.assertEqual(confirm.state, "failed")
@@ -245,7 +245,7 @@ class TestBillCodeChangeRacesASender(TransactionCase):
                 mute_logger("odoo.sql_db"),
                 self.assertRaises(psycopg2.errors.SerializationFailure),
             ):
-                user_env["pos.order"]._qimen_rekey_jobs(job, "NEW-" + self.code)
+                user_env["qimen.sync.job"]._rekey(job, "NEW-" + self.code)
             user_cr.rollback()
         with self.registry.cursor() as cr:
             cr.execute("SELECT bill_code, state FROM qimen_sync_job WHERE id = %s", [self.job_id])
@@ -256,7 +256,7 @@ class TestBillCodeChangeRacesASender(TransactionCase):
         with self.registry.cursor() as user_cr, self.registry.cursor() as sender_cr:
             user_env = api.Environment(user_cr, SUPERUSER_ID, {})
             job = user_env["qimen.sync.job"].browse(self.job_id)
-            user_env["pos.order"]._qimen_rekey_jobs(job, new_code)
+            user_env["qimen.sync.job"]._rekey(job, new_code)
             user_env.flush_all()
             self.assertIsNone(self.claim(sender_cr), "locked by the change: skipped")
             sender_cr.rollback()

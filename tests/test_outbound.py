@@ -8,6 +8,7 @@ from odoo import fields, sql_db
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 
+from .. import payload
 from ..qimen.client import QimenClient
 from ..qimen.signing import sign, verify
 from ..qimen.timeutil import to_gmt8
@@ -383,7 +384,7 @@ class TestOutboundQueue(QimenPosCase):
     def test_gateway_failures_never_reach_sync_from_ui(self):
         with (
             patch.object(type(self.Job), "_enqueue", side_effect=RuntimeError("boom")),
-            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order", logging.ERROR),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order_events", logging.ERROR),
         ):
             order = self.paid_order()
         self.assertEqual(order.state, "paid")
@@ -410,7 +411,7 @@ class TestOutboundQueue(QimenPosCase):
 
         with (
             patch.object(QimenClient, "call", call),
-            self.assertLogs("odoo.addons.pos_qimen_sync.models.qimen_sync_job", logging.ERROR),
+            self.assertLogs("odoo.addons.pos_qimen_sync.dispatch.lanes", logging.ERROR),
         ):
             self.dispatch()
         self.assertEqual(self.jobs(first)[0].state, "failed")
@@ -542,16 +543,16 @@ class TestOutboundQueue(QimenPosCase):
     def test_one_failing_order_does_not_cost_the_session_its_completions(self):
         first, second = self.paid_order(), self.paid_order()
         session = self.config.current_session_id
-        original = type(first)._qimen_payload
+        original = payload.build
 
-        def payload(order, event, changes=None):
+        def build(order, event, changes=None):
             if order == first and event == "complete":
                 raise ValueError("broken order")
             return original(order, event, changes)
 
         with (
-            patch.object(type(first), "_qimen_payload", payload),
-            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order", logging.ERROR),
+            patch.object(payload, "build", build),
+            self.assertLogs("odoo.addons.pos_qimen_sync.models.pos_order_events", logging.ERROR),
         ):
             session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))
             session.close_session_from_ui()

@@ -84,7 +84,7 @@ class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
         """Run the dispatcher until nothing is due (one update per order per run)."""
         self.env.invalidate_all()
         for _run in range(5):
-            if not self.Job._cron_dispatch():
+            if not self.Job._dispatch(inline=True):
                 break
         self.env.invalidate_all()
 

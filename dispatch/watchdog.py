@@ -3,8 +3,11 @@
 A prefork worker pings its watchdog before it sleeps, and is killed ``limit_time_real``
 (a cron worker: ``limit_time_real_cron``) after its last ping. Odoo keeps the ping's time
 in the parent process only; the worker notes it too, so that a cron run knows how much of
-its time limit is left (see ``qimen.sync.job._run_deadline``). Loaded with the addon: in
-a server started with ``-d``, before the workers are forked."""
+its time limit is left (see :mod:`.budget`).
+
+:func:`patch_prefork_server` is the addon's ``post_load`` hook (``__manifest__.py``): Odoo
+calls it when it imports the addon, which a server started with ``-d`` (or with the addon
+in ``--load``, ``server_wide_modules``) does before it forks its workers."""
 
 import functools
 import threading
@@ -35,5 +38,7 @@ def _noting_the_time(pipe_ping):
     return pipe_ping_noted
 
 
-if not getattr(server.PreforkServer.pipe_ping, "qimen_notes_the_time", False):
-    server.PreforkServer.pipe_ping = _noting_the_time(server.PreforkServer.pipe_ping)
+def patch_prefork_server():
+    """Have prefork workers note when they ping their watchdog (once per process)."""
+    if not getattr(server.PreforkServer.pipe_ping, "qimen_notes_the_time", False):
+        server.PreforkServer.pipe_ping = _noting_the_time(server.PreforkServer.pipe_ping)

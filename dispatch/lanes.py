@@ -1,0 +1,204 @@
+"""Lanes: each takes due jobs one after the other and sends them.
+
+A lane's claim, its call and its outcome are three steps: the claim and the outcome are
+transactions of their own (no transaction stays open during a call), and the call runs
+on a thread of its own so that the lane's database work hides behind the gateway's
+latency. Several lanes (threads with their own cursors), cron workers or servers take
+jobs at once: ``FOR UPDATE SKIP LOCKED`` gives each job to one of them, and an order's
+next update is not due before its previous one is done."""
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg2
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+
+from odoo import SUPERUSER_ID, api
+
+from ..qimen import SendResult
+from ..qimen.const import API_SALESORDER_UPDATE
+from ..qimen.responses import TRANSIENT
+from .queue_sql import Statements, Unprepared
+
+_logger = logging.getLogger(__name__)
+
+# Errors after which a transaction is worth running again from the start.
+RETRYABLE_ERRORS = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+)
+
+
+@dataclass
+class Claim:
+    """A job taken by a sender: what to send, read before the claim commits, so that
+    no transaction stays open during the call."""
+
+    job_id: int
+    lease_until: datetime
+    bill_code: str
+    company_id: int = None
+    client: object = None
+    params: dict = None
+    result: SendResult = None  # known without calling (invalid data, configuration)
+    crashed: bool = False  # the call raised: a bug, recorded as a transient failure
+
+    def send(self):
+        if self.result is None:
+            try:
+                self.result = self.client.call(API_SALESORDER_UPDATE, self.params)
+            except Exception as exc:  # recorded on the job, never raised
+                _logger.exception("Qimen sync: job %s failed unexpectedly", self.job_id)
+                self.result, self.crashed = SendResult(TRANSIENT, message=str(exc)), True
+        return self.result
+
+
+class CommittedTransactions:
+    """Each piece of work in a transaction of its own, committed.
+
+    In READ COMMITTED (a lane's): with ``FOR UPDATE SKIP LOCKED`` a job another lane
+    took meanwhile is skipped, and an outcome's guarded UPDATE sees the job as it is now,
+    never a serialization failure. In Odoo's REPEATABLE READ, or on a deadlock or a lock
+    timeout, the work runs again in a fresh transaction, so that an outcome is never
+    lost to a conflict. The cache is dropped after: the work writes in SQL, and other
+    transactions change the jobs meanwhile."""
+
+    def __init__(self, env, read_committed=False, tries=10):
+        self.env, self.read_committed, self.tries = env, read_committed, tries
+
+    def run(self, work):
+        cr = self.env.cr
+        for attempt in range(1, self.tries + 1):
+            try:
+                if (
+                    self.read_committed
+                    and cr.connection.isolation_level != ISOLATION_LEVEL_READ_COMMITTED
+                ):
+                    cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                result = work()
+                cr.commit()  # pylint: disable=invalid-commit
+                return result
+            except RETRYABLE_ERRORS:
+                cr.rollback()
+                if attempt == self.tries:
+                    raise
+                _logger.info("Qimen sync: transaction conflict, attempt %s", attempt)
+                time.sleep(random.uniform(0.05, 0.2) * min(attempt, 5))  # noqa: S311 - jitter
+            finally:
+                self.env.invalidate_all()
+        return None
+
+
+class EnclosingTransaction:
+    """Work runs in the caller's transaction and commits nothing: for a caller that owns
+    its transaction (a test, an ``odoo shell``), which sees the outcome before it
+    commits or rolls back."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def run(self, work):
+        try:
+            return work()
+        finally:
+            self.env.invalidate_all()
+
+
+class Lane:
+    """One sending lane: the statements it prepared and each company's client (with the
+    settings version it was built from) are kept between its claims."""
+
+    def __init__(self, jobs, transactions, statements=None):
+        self.jobs = jobs  # the qimen.sync.job model, on the lane's environment
+        self.transactions = transactions
+        self.statements = statements or Unprepared()
+        self.senders = {}
+
+    def claim_next(self, claim_until, lease):
+        return self.transactions.run(lambda: self.jobs._claim_next(claim_until, self, lease))
+
+    def record(self, claim, result):
+        self.transactions.run(lambda: self.jobs._record(claim, result, self))
+
+    def run(self, claim_until, lease):
+        """Send due jobs until none is due or the time is up; return how many were
+        sent. The next job is taken while the current one's call is under way, and an
+        outcome is recorded while the next call is (the two are never of one order)."""
+        sent = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="qimen-sync-call") as caller:
+            claim = self.claim_next(claim_until, lease)
+            call = claim and caller.submit(claim.send)
+            while claim:
+                following = self.claim_next(claim_until, lease)
+                result = call.result()
+                following_call = following and caller.submit(following.send)
+                self.record(claim, result)
+                sent += 1
+                if not following:  # the order just done may have its next update due
+                    following = self.claim_next(claim_until, lease)
+                    following_call = following and caller.submit(following.send)
+                claim, call = following, following_call
+        return sent
+
+
+def set_up_lane_connection(cr):
+    """Set up a lane's connection for the lane's life (the pool resets it after): every
+    transaction in READ COMMITTED (see :class:`CommittedTransactions`), and the
+    statements it prepares planned once. Left to itself, PostgreSQL plans a prepared
+    statement again at each run while the table holds few jobs, which costs as much as
+    the scan; the queue's statements are shaped to need no statistics."""
+    cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
+    cr.execute("SET plan_cache_mode = force_generic_plan")
+    cr.commit()  # pylint: disable=invalid-commit
+
+
+def _lane_thread(registry, claim_until, lease, counts):
+    """A lane on a thread: its own cursor (a real transaction per claim and outcome)."""
+    threading.current_thread().dbname = registry.db_name  # for Odoo's log lines
+    try:
+        with registry.cursor() as cr:
+            # the registry is handed over: Registry(dbname), which a new environment
+            # would call, waits for the registry lock (held while Odoo loads, and while
+            # its test runner runs the tests)
+            cr.transaction = api.Transaction(registry)
+            set_up_lane_connection(cr)
+            # notifications (a to-do) are mailed by the mail queue, not by the sender
+            # after its commit
+            env = api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
+            lane = Lane(
+                env["qimen.sync.job"],
+                CommittedTransactions(env, read_committed=True),
+                Statements(),
+            )
+            counts.append(lane.run(claim_until, lease))
+    except Exception:
+        _logger.exception("Qimen sync: a sending lane stopped")
+
+
+def run_lanes(registry, lanes, claim_until, run_end, lease):
+    """Run ``lanes`` lanes on threads of their own and wait for them until ``run_end``
+    at most; return how many updates they sent."""
+    counts = []
+    threads = [
+        threading.Thread(
+            target=_lane_thread,
+            args=(registry, claim_until, lease, counts),
+            name=f"qimen-sync-lane-{number}",
+            daemon=True,
+        )
+        for number in range(lanes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(run_end - time.time(), 0.0))
+    late = sum(thread.is_alive() for thread in threads)
+    if late:  # a gateway slower than every timeout: leave it, its lease runs out
+        _logger.warning("Qimen sync: %s lane(s) still waiting for the gateway", late)
+    return sum(counts)

@@ -1,0 +1,167 @@
+"""The SQL of the queue, and the statements a lane prepares once.
+
+Every query here reads along the partial indexes of ``qimen_sync_job`` (see the model's
+``init``): its cost is flat however many finished jobs the table holds."""
+
+import time
+
+from odoo.tools import SQL
+
+from ..const import BLOCKING_JOB_STATES
+
+
+def due_query(now):
+    """Due jobs with no earlier update of the same order still waiting; a company whose
+    sync is disabled (or neutralized) sends nothing. Shaped to
+    read as little as possible whatever the table's statistics say: the due jobs' index
+    in id order, and for each candidate one probe of the waiting jobs' index (OFFSET 0
+    keeps that probe from becoming a join over every due job); a scan stops at the
+    first."""
+    return SQL(
+        """
+        SELECT job.id FROM qimen_sync_job job
+         WHERE job.state IN ('pending', 'failed')
+           AND job.next_attempt <= %(now)s
+           AND job.company_id IN (SELECT id FROM res_company WHERE qimen_enabled)
+           AND NOT EXISTS (
+               SELECT 1 FROM qimen_sync_job older
+                WHERE older.company_id = job.company_id
+                  AND older.bill_code = job.bill_code
+                  AND older.id < job.id
+                  AND older.state IN %(waiting)s
+               OFFSET 0)
+         ORDER BY job.id
+        """,
+        now=now,
+        waiting=BLOCKING_JOB_STATES,
+    )
+
+
+def claim_query(now, lease):
+    """Take the oldest due job no other lane holds: mark it sending with its lease, and
+    return what its call needs."""
+    return SQL(
+        """
+        UPDATE qimen_sync_job job
+           SET state = 'sending', attempts = job.attempts + 1, sending_since = %(now)s,
+               lease_until = %(now)s + make_interval(secs => %(lease)s),
+               write_date = %(now)s
+          FROM res_company company
+         WHERE company.id = job.company_id
+           AND job.id = (%(due)s LIMIT 1 FOR UPDATE OF job SKIP LOCKED)
+     RETURNING job.id, job.lease_until, job.bill_code, job.payload,
+               company.id AS company_id, company.write_date AS settings_version
+        """,
+        now=now,
+        due=due_query(now),
+        lease=lease,
+    )
+
+
+def done_query(job, lease_until, now, request, reply, code):
+    """Mark a job acknowledged, if its claim still holds."""
+    return SQL(
+        """UPDATE qimen_sync_job
+              SET state = 'done', date_done = %(now)s, last_error = NULL,
+                  next_attempt = NULL, sending_since = NULL, lease_until = NULL,
+                  last_request = %(request)s, last_reply = %(reply)s,
+                  last_code = %(code)s, write_date = %(now)s
+            WHERE id = %(job)s AND state = 'sending' AND lease_until = %(lease_until)s
+        RETURNING id""",
+        job=job,
+        lease_until=lease_until,
+        now=now,
+        request=request,
+        reply=reply,
+        code=code,
+    )
+
+
+def held_query(job, lease_until):
+    """Lock a job whose claim still holds (its failure is recorded through the ORM)."""
+    return SQL(
+        "SELECT id FROM qimen_sync_job WHERE id = %s AND state = 'sending' "
+        "AND lease_until = %s FOR UPDATE",
+        job,
+        lease_until,
+    )
+
+
+def expired_query(now):
+    """Jobs whose sender died: still sending after their lease."""
+    return SQL(
+        """SELECT id FROM qimen_sync_job
+            WHERE state = 'sending'
+              AND COALESCE(lease_until, sending_since + interval '15 minutes') < %s
+              FOR UPDATE SKIP LOCKED""",
+        now,
+    )
+
+
+NEXT_WAKE_QUERY = SQL(
+    """SELECT MIN(at) FROM (
+           SELECT MIN(next_attempt) AS at FROM qimen_sync_job WHERE state = 'failed'
+            UNION ALL
+           SELECT MIN(lease_until) FROM qimen_sync_job WHERE state = 'sending'
+       ) AS times WHERE at > (now() AT TIME ZONE 'UTC')"""
+)
+
+
+class Statements:
+    """The statements a lane prepared on its connection, each planned once (see
+    :func:`.lanes.set_up_lane_connection`): planning the claim costs a millisecond, as
+    much as the rest of a job's bookkeeping. A prepared statement outlives transactions;
+    it is gone when the pool resets the connection."""
+
+    def __init__(self):
+        self.prepared = set()
+
+    def execute(self, cr, name, types, build, *args):
+        """Execute ``build(*args)`` as the statement ``name`` (argument ``types``),
+        prepared on the first call. Errors are the caller's to retry, not logged."""
+        if name not in self.prepared:
+            cr.execute(SQL("SELECT 1 FROM pg_prepared_statements WHERE name = %s", name))
+            if not cr.fetchone():
+                template = build(*(SQL(f"${number}") for number in range(1, len(types) + 1)))
+                cr.execute(
+                    SQL(
+                        "PREPARE %s(%s) AS %s",
+                        SQL.identifier(name),
+                        SQL(", ".join(types)),
+                        SQL(cr.mogrify(template.code, template.params).decode()),
+                    )
+                )
+            self.prepared.add(name)
+        values = SQL(", ").join(SQL("%s", arg) for arg in args)
+        return cr.execute(SQL("EXECUTE %s(%s)", SQL.identifier(name), values), log_exceptions=False)
+
+
+class Unprepared:
+    """The same interface, without preparing: for a claim outside a lane."""
+
+    @staticmethod
+    def execute(cr, name, types, build, *args):
+        return cr.execute(build(*args), log_exceptions=False)
+
+
+def delete_in_batches(cr, table, condition, batch, seconds, commit):
+    """DELETE the rows of ``table`` matching ``condition`` (SQL) by batches of ``batch``
+    for ``seconds`` at most, each committed when ``commit`` (a caller that owns no
+    transaction: the autovacuum); return how many went."""
+    stop_at, deleted = time.monotonic() + seconds, 0
+    while True:
+        cr.execute(
+            SQL(
+                "DELETE FROM %(table)s WHERE id IN (SELECT id FROM %(table)s WHERE %(cond)s "
+                "LIMIT %(batch)s)",
+                table=table,
+                cond=condition,
+                batch=batch,
+            )
+        )
+        count = cr.rowcount
+        deleted += count
+        if commit:
+            cr.commit()  # pylint: disable=invalid-commit
+        if count < batch or time.monotonic() > stop_at:
+            return deleted

@@ -1,0 +1,156 @@
+"""What the ERP's calls do to an order (the callback verifies them first, see
+``controllers/main.py``): the transition table of ``qimen/inbound.py`` applied, what the
+ERP reported kept apart from the store's facts, and a note on the order."""
+
+from markupsafe import Markup
+
+from odoo import api, fields, models
+from odoo.tools import SQL
+
+from ..const import ORDER_WIRE_FIELDS
+from ..qimen.inbound import transition
+
+# what an ERP call reads of an order before it writes it
+ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_erp_reported", "qimen_cancelled", "qimen_finished"]
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    # -- inbound: the ERP updates the order ------------------------------------------------
+    @api.model
+    def _qimen_find_by_bill_code(self, company, bill_code, lock=False):
+        """Return ``(order, error)``: the company's order with this ERP bill code.
+
+        ``lock``: lock it until the transaction ends, so that ERP calls about one order
+        apply one after the other. When another transaction changed the order since this
+        one began, PostgreSQL raises a serialization failure and Odoo runs the request
+        again: that is expected, so it is not logged as a bad query."""
+        if lock:
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id FROM pos_order WHERE company_id = %s AND qimen_bill_code = %s "
+                    "LIMIT 2 FOR NO KEY UPDATE",
+                    company.id,
+                    bill_code,
+                ),
+                log_exceptions=False,
+            )
+            orders = self.browse(row[0] for row in self.env.cr.fetchall())
+        else:
+            orders = self.search(
+                [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
+            )
+        if not orders:
+            return self, self.env._("Order %s not found", bill_code)
+        if len(orders) > 1:
+            return self, self.env._("Several orders have the bill code %s", bill_code)
+        return orders, None
+
+    def _qimen_handle_notification_data(self, params):
+        """Apply what the ERP says of the order as the transition table says (README):
+        return True when applied, False when only recorded (the order is unchanged).
+
+        A void cancels a draft order, and asks a POS manager to refund a paid order (Odoo
+        cannot cancel it)."""
+        self.ensure_one()
+        # only what is used (an order has a hundred columns; this runs on every ERP call)
+        self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
+        status = params["status"]
+        current = self.qimen_erp_status
+        applied, new_status = transition(
+            status,
+            current,
+            voided=self.qimen_cancelled or current == "3",
+            finished=self.qimen_finished or current == "4",
+        )
+        if applied:
+            order = self.with_context(qimen_from_erp=True)
+            order.write(self._qimen_erp_values(params, new_status))
+            if status == "3" and self.state == "draft":
+                order.action_pos_order_cancel()
+            elif status == "3" and self.state in ("paid", "done", "invoiced"):
+                reason = params.get("zf_message")
+                self._qimen_ask_manager(
+                    lambda env: env._("Voided in the ERP: refund this order"),
+                    lambda env: env._(
+                        "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a "
+                        "paid order: refund it in the Point of Sale.",
+                        reason=reason or env._("no reason given"),
+                    ),
+                )
+        self._qimen_post_erp_update(params, applied)
+        return applied
+
+    def _qimen_erp_values(self, params, new_status):
+        """What an applied call writes: the ERP's status, when, and its fields (merged
+        with what it reported before); never the store's own facts."""
+        reported = dict(self.qimen_erp_reported or {})
+        reported.update(
+            (name, value)
+            for name, value in params.items()
+            if value and name not in ("orderBillCode", "status", "customerid", "mx_list")
+        )
+        return {
+            "qimen_erp_status": new_status,
+            "qimen_erp_status_date": fields.Datetime.now(),
+            "qimen_erp_reported": reported,
+        }
+
+    def _qimen_post_erp_update(self, params, applied=True):
+        """A note of what the ERP said, in the language of the company (its readers; the
+        context key ``qimen_reader_lang`` may give it)."""
+        self.ensure_one()
+        order = self._qimen_for_readers()
+        env = order.env
+        labels = dict(order._fields["qimen_erp_status"]._description_selection(env))
+        status = labels[params["status"]]
+        if applied:
+            title = env._("The ERP reported this order as %s.", status)
+        elif params["status"] == "5":
+            title = env._("The ERP reported this order as %s; the order is unchanged.", status)
+        elif self._qimen_voided():  # by the store, or by the ERP earlier
+            title = env._("The ERP reported this order as %s; not applied: it is voided.", status)
+        else:
+            title = env._("The ERP reported this order as %s; not applied: it is finished.", status)
+        details = Markup().join(
+            Markup("<li>%s: %s</li>") % (label, value)
+            for label, value in order._qimen_erp_details(params)
+        )
+        # the note's reply-to is the company's catchall: read only what it needs
+        self.env.company.fetch(["name", "alias_domain_id"])
+        order._message_log(  # a note, no notification: runs on every ERP call
+            body=Markup("<p>%s</p><ul>%s</ul>") % (title, details),
+            author_id=self.env["ir.model.data"]._xmlid_to_res_id("base.partner_root"),
+            email_from=False,
+        )
+
+    def _qimen_erp_details(self, params):
+        """``(label, value)`` of each field of an ERP call, named as its readers know it
+        (the order's field labels, in the environment's language)."""
+        env = self.env
+        field_names = {wire: name for name, wire in ORDER_WIRE_FIELDS.items()}
+        field_names.update(cancle="qimen_cancelled", finish="qimen_finished")
+        other_labels = {
+            "fhck_code": env._("Shipping Warehouse"),
+            "extendProps": env._("Extra Properties"),
+            "customerid": env._("Customer ID"),
+        }
+        details = []
+        for name, value in params.items():
+            if name in ("orderBillCode", "status") or not value:
+                continue
+            if name == "mx_list":
+                details.append((env._("Lines"), env._("%s lines", len(value))))
+                continue
+            field = self._fields.get(field_names.get(name, ""))
+            if field is None:
+                details.append((other_labels.get(name, name), value))
+                continue
+            shown = value
+            if field.type == "selection":
+                shown = dict(field._description_selection(env)).get(value, value)
+            elif field.type == "boolean":  # the ERP's flags: cancle=1, finish=1
+                shown = env._("Yes") if str(value).lower() in ("1", "true") else env._("No")
+            details.append((field._description_string(env), shown))
+        return details

@@ -1,0 +1,251 @@
+"""The store's events on an order, turned into updates queued for the ERP.
+
+Each hook runs inside the POS transaction: it records the event on the order, takes a
+snapshot of the parameters to send (``payload.py``) and queues it. Enqueue only: no
+I/O, and never an error raised into the cashier's request (see :meth:`_qimen_safely`)."""
+
+import logging
+from datetime import datetime
+
+import psycopg2
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import float_compare
+
+from .. import payload
+from ..sync_rules import RECORDED_EVENTS
+
+_logger = logging.getLogger(__name__)
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    def _qimen_set_void_reasons(self, voids):
+        if not isinstance(voids, dict):
+            raise UserError(self.env._("Invalid void reasons: %s", voids))
+        by_reason = {}
+        for order in self.filtered(lambda o: o.state == "draft"):
+            void = voids.get(str(order.id), voids.get(order.id))
+            if void is None:
+                continue
+            if (
+                not isinstance(void, dict)
+                or void.get("type") not in ("0", "1")
+                or not isinstance(void.get("message") or "", str)
+            ):
+                raise UserError(
+                    self.env._(
+                        "Invalid void reason for order %(order)s: %(void)s",
+                        order=order.display_name,
+                        void=void,
+                    )
+                )
+            message = (void.get("message") or "").strip() or False
+            by_reason.setdefault((void["type"], message), []).append(order.id)
+        for (void_type, message), ids in by_reason.items():  # usually one order, one write
+            self.browse(ids).write({"qimen_void_type": void_type, "qimen_void_reason": message})
+
+    def _qimen_safely(self, method, *args):
+        """Run a sync hook without ever breaking the POS transaction around it.
+
+        A hook computes in Python, then writes once: a Python error (logged) leaves
+        nothing half done, so no savepoint is needed on the cashier's path. Database
+        errors (a serialization failure) are raised, as point_of_sale does: Odoo then
+        retries the whole request, where swallowing them would lose the update."""
+        try:
+            method(*args)
+        except psycopg2.DatabaseError:
+            raise
+        except Exception:
+            _logger.exception("Qimen sync: could not queue an update of %s", self.ids[:20])
+
+    def _qimen_cashier(self):
+        self.ensure_one()
+        employee = self._fields.get("employee_id") and self.employee_id
+        return (employee and employee.name) or self.user_id.name or self.env.user.name
+
+    def _qimen_on_paid(self):
+        """Paid: confirmed, and picked up when taken home at once. Each snapshot is taken
+        from the order with what changed up to that event; the order is written once."""
+        now = fields.Datetime.now()
+        snapshots = []
+        for order in self.filtered(
+            lambda o: o.state in ("paid", "done", "invoiced") and o.company_id.qimen_enabled
+        ):
+            if order.refunded_order_id:
+                order._qimen_on_refund(now)
+                continue
+            vals = {
+                "qimen_confirm": "1",
+                "qimen_confirmor": order._qimen_cashier(),
+                "qimen_confirm_date": now,
+            }
+            snapshots.append(order._qimen_snapshot("confirm", vals))
+            if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
+                vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
+                snapshots.append(order._qimen_snapshot("pickup", vals))
+            order.write(vals)
+        self._qimen_push(snapshots)
+
+    def _qimen_on_refund(self, now):
+        """A paid refund may void the order it refunds (customer return)."""
+        policy = self.company_id.qimen_refund_policy
+        voided = self.browse()
+        for original in self.refunded_order_id:
+            if policy == "never" or original._qimen_voided():
+                continue
+            if policy == "full" and not original._qimen_fully_refunded():
+                continue
+            void_type, reason = self._qimen_return_reason_for(original)
+            original.write(
+                {
+                    "qimen_cancelled": True,
+                    "qimen_canceler": self._qimen_cashier(),
+                    "qimen_cancel_date": now,
+                    "qimen_void_type": void_type,
+                    "qimen_void_reason": reason,
+                }
+            )
+            voided |= original
+        self._qimen_queue([(original, "void") for original in voided])
+
+    def _qimen_return_reason_for(self, original):
+        """``(zf_type, zf_message)`` of the void that this refund causes: the cashier's
+        reason, else one already recorded on the refunded order, else the shop's default
+        return reason, else "Returned: <refund>"."""
+        self.ensure_one()
+        if self.qimen_return_reason:
+            return self.qimen_return_type or "0", self.qimen_return_reason
+        if original.qimen_void_reason:
+            return "0", original.qimen_void_reason
+        default = self.config_id.qimen_return_reason_id
+        if default:
+            return default.void_type, default.name
+        return "0", self.env._("Returned: %s", self.name)
+
+    def _qimen_voided(self):
+        """Voided by the store, or reported voided by the ERP: nothing follows a void."""
+        self.ensure_one()
+        return self.qimen_cancelled or self.qimen_erp_status == "3"
+
+    def _qimen_fully_refunded(self):
+        self.ensure_one()
+        digits = self.env["decimal.precision"].precision_get("Product Unit of Measure")
+        lines = self.lines.filtered(lambda line: line.qty > 0)
+        return bool(lines) and all(
+            float_compare(line.refunded_qty, line.qty, precision_digits=digits) >= 0
+            for line in lines
+        )
+
+    def _qimen_on_cancel(self):
+        """A cancelled draft is voided in the ERP; an empty one never existed for it."""
+        orders = self.filtered(
+            lambda o: o.lines and not o.refunded_order_id and o.company_id.qimen_enabled
+        )  # a cancelled refund is no void of the order it refunds
+        now = fields.Datetime.now()
+        for order in orders:
+            order.write(
+                {
+                    "qimen_cancelled": True,
+                    "qimen_canceler": self.env.user.name,  # who cancels, not who sold
+                    "qimen_cancel_date": now,
+                    "qimen_void_type": order.qimen_void_type or "1",
+                }
+            )
+        self._qimen_queue([(order, "void") for order in orders])
+
+    def _qimen_on_session_closed(self):
+        """A closed session completes its orders: one write and one insert for all."""
+        orders = self.filtered(
+            lambda o: (
+                o.state in ("done", "invoiced")
+                and not o.refunded_order_id
+                and o.company_id.qimen_enabled
+                and not o._qimen_voided()
+            )
+        )
+        orders.write(
+            {
+                "qimen_confirm": "2",
+                "qimen_finished": True,
+                "qimen_finish_date": fields.Datetime.now(),
+            }
+        )
+        self._qimen_queue([(order, "complete") for order in orders])
+
+    def _qimen_on_picked_up(self, picking):
+        self.ensure_one()
+        if not self.company_id.qimen_enabled or self.qimen_delivery == "1" or self._qimen_voided():
+            return
+        vals = {
+            "qimen_delivery": "1",
+            "qimen_delivery_date": picking.date_done or fields.Datetime.now(),
+        }
+        carrier = "carrier_id" in picking._fields and picking.carrier_id
+        if carrier:
+            vals["qimen_shipping_code"] = carrier.name
+        if "carrier_tracking_ref" in picking._fields and picking.carrier_tracking_ref:
+            vals["qimen_shipping_sn"] = picking.carrier_tracking_ref
+        self.write(vals)
+        self._qimen_queue([(self, "pickup")])
+
+    # -- the snapshot ------------------------------------------------------------------
+    @api.model
+    def _qimen_queue(self, updates):
+        """Queue ``updates``, a list of ``(order, event)``, in one insert."""
+        return self._qimen_push([order._qimen_snapshot(event) for order, event in updates])
+
+    def _qimen_push(self, snapshots):
+        """Queue the snapshots now, or with the other orders of the same POS call (see
+        :meth:`sync_from_ui`)."""
+        snapshots = [snapshot for snapshot in snapshots if snapshot]
+        batch = self.env.context.get("qimen_batch")
+        if batch is not None:
+            batch.snapshots += snapshots
+            return self.env["qimen.sync.job"]
+        return self.env["qimen.sync.job"]._enqueue(snapshots)
+
+    def _qimen_snapshot(self, event, changes=None):
+        """``(order, event, payload)`` to queue, taken now (with ``changes`` about to be
+        written); None when the order cannot be sent: incomplete settings are recorded
+        on the order, and a Python error in one order's snapshot loses that update only
+        (logged)."""
+        self.ensure_one()
+        problems = self._qimen_sync_problems()
+        if problems:
+            self.qimen_config_error = self.env._(
+                "Qimen sync is enabled but not configured: missing %s.", ", ".join(problems)
+            )
+            return None
+        try:
+            if not self.qimen_bill_code:  # a back-office order has no POS reference
+                self.qimen_bill_code = self.pos_reference or self.name
+            snapshot = (self, event, payload.build(self, event, changes))
+        except Exception:
+            _logger.exception("Qimen sync: no snapshot of order %s for %s", self.id, event)
+            return None
+        if self.qimen_config_error:
+            self.qimen_config_error = False
+        return snapshot
+
+    def _qimen_sync_problems(self):
+        self.ensure_one()
+        problems = self.company_id._qimen_config_problems()
+        if not self.config_id._qimen_customerid():
+            problems.append(self.env._("customer ID (customerid) of the shop or company"))
+        return problems
+
+    def _qimen_requeue(self):
+        """Queue the updates an order missed while the sync settings were incomplete,
+        in the order they happened (the hooks record them on the order either way)."""
+        updates = []
+        for order in self.filtered("qimen_config_error"):
+            happened = sorted(  # by date, then in the order events happen
+                (order[date_field] or datetime.max, rank, event)
+                for rank, (event, (name, values, date_field)) in enumerate(RECORDED_EVENTS.items())
+                if order[name] in values
+            )
+            updates += [(order, event) for _date, _rank, event in happened]
+        self._qimen_queue(updates)

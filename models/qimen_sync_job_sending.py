@@ -1,0 +1,274 @@
+"""How ``qimen.sync.job`` rows are sent: the ORM side of the dispatcher (see
+``dispatch/``): the cron's run, a claim's company client and payload, an outcome, the
+retry policy. The SQL and the threads live in the ``dispatch`` package."""
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from psycopg2.extras import Json
+
+from odoo import api, fields, models
+from odoo.tools import SQL
+
+from ..const import LEASE_MARGIN_SECONDS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS
+from ..dispatch import budget
+from ..dispatch.lanes import (
+    Claim,
+    CommittedTransactions,
+    EnclosingTransaction,
+    Lane,
+    run_lanes,
+)
+from ..dispatch.queue_sql import (
+    NEXT_WAKE_QUERY,
+    Unprepared,
+    claim_query,
+    done_query,
+    due_query,
+    expired_query,
+    held_query,
+)
+from ..qimen import QimenValidationError, SendResult
+from ..qimen.request import build_salesorder_update
+from ..qimen.responses import PERMANENT
+from ..qimen.text import storable
+
+_logger = logging.getLogger(__name__)
+
+
+def _sent_query(result):
+    """What a job keeps of its request: the system parameters, signature masked (its
+    business parameters are the job's payload, and a row stays small)."""
+    return {"query": result.request["query"]} if result.request else None
+
+
+class QimenSyncJob(models.Model):
+    _inherit = "qimen.sync.job"
+
+    # -- the cron's run ---------------------------------------------------------------
+    @api.model
+    def _cron_dispatch(self):
+        """Send due jobs on parallel lanes until the run's time budget is used up."""
+        return self._dispatch()
+
+    @api.model
+    def _dispatch(self, inline=False):
+        """Send due jobs until none is due or the run's time budget is used up.
+
+        Each lane has its own cursor and takes one due job at a time (``SKIP LOCKED``),
+        so several workers or servers can dispatch at once; an order's updates still go
+        out one after the other. The budget covers the whole cron run (see
+        ``dispatch/budget.py``); when work remains, a fresh run is triggered instead.
+
+        ``inline``: one lane on this cursor, committing nothing, for a caller that owns
+        its transaction (a test, an ``odoo shell``): the cron's lanes could not see what
+        it has not committed."""
+        self._reclaim_expired()
+        lease = self._lease_seconds()
+        run_end = budget.run_deadline()
+        if run_end is None:  # a prefork worker that loaded the addon during this pass
+            self._create_dispatch_trigger()  # the next pass knows its time limit
+            _logger.info("Qimen sync: time limit unknown in this pass; a fresh run is asked")
+            return 0
+        claim_until = budget.claim_deadline(run_end, lease)
+        if inline:
+            jobs = self.sudo()
+            sent = Lane(jobs, EnclosingTransaction(jobs.env)).run(claim_until, lease)
+        else:
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+            sent = run_lanes(self.pool, self._lane_count(), claim_until, run_end, lease)
+        remaining = len(self._due_ids(limit=1))
+        if remaining:
+            self._create_dispatch_trigger()  # a fresh run, with a fresh time budget
+        self._trigger_next_retry()
+        _logger.info("Qimen sync: sent %s updates%s", sent, ", more due" if remaining else "")
+        # no "remaining": Odoo would call again at once, within this run's time limit
+        self.env["ir.cron"]._notify_progress(done=sent, remaining=0)
+        return sent
+
+    @api.model
+    def _run_lanes(self, claim_until, run_end, lanes, lease=None):
+        """Run ``lanes`` lanes on threads of their own (committed transactions)."""
+        lease = lease or self._lease_seconds()
+        return run_lanes(self.pool, lanes, claim_until, run_end, lease)
+
+    def _transaction(self, work, tries=10, read_committed=False):
+        """Run ``work`` in a transaction of its own, committed, conflicts retried."""
+        return CommittedTransactions(self.env, read_committed, tries).run(work)
+
+    def _due_ids(self, limit=None):
+        self.env.flush_all()
+        query = due_query(fields.Datetime.now())
+        if limit:
+            query = SQL("%s LIMIT %s", query, limit)
+        self.env.cr.execute(query)
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    # -- a claim ----------------------------------------------------------------------
+    @api.model
+    def _claim_next(self, claim_until, lane=None, lease=None):
+        """Take the oldest due job that no other lane holds, mark it sending with a lease
+        of ``lease`` seconds (the longest its call can take), and return a
+        :class:`~..dispatch.lanes.Claim`, or None. One statement, prepared once per
+        ``lane``, which also keeps each company's client between its claims."""
+        if time.time() >= claim_until:
+            return None
+        lease = lease or self._lease_seconds()
+        self.env.flush_all()
+        statements = lane.statements if lane else Unprepared()
+        statements.execute(
+            self.env.cr,
+            "qimen_claim",
+            ("timestamp", "float"),
+            claim_query,
+            fields.Datetime.now(),
+            float(lease),
+        )
+        return self._claim_from(self.env.cr.fetchone(), lane)
+
+    def _claim_from(self, row, lane):
+        """The :class:`Claim` of a claimed row (None when nothing was claimed)."""
+        if not row or row[0] is None:
+            return None
+        job_id, lease_until, bill_code, payload, company_id, settings_version = row
+        claim = Claim(job_id, lease_until, bill_code, company_id)
+        senders = lane.senders if lane else {}
+        sender = senders.get(company_id)
+        if not sender or sender[0] != settings_version:  # settings changed: read them again
+            sender = (settings_version, *self._sender(self.env["res.company"].browse(company_id)))
+            senders[company_id] = sender
+        _version, claim.client, problem = sender
+        if problem:
+            claim.result = SendResult(PERMANENT, message=problem)
+            return claim
+        try:
+            claim.params = build_salesorder_update(payload or {})
+        except QimenValidationError as exc:
+            claim.result = SendResult(PERMANENT, message=self.env._("Invalid parameter %s", exc))
+        return claim
+
+    @api.model
+    def _sender(self, company):
+        """``(client, problem)``: the company's protocol client, or why it cannot send."""
+        problems = company._qimen_config_problems()
+        if problems:
+            return None, self.env._(
+                "Qimen sync is not configured: missing %s.", ", ".join(problems)
+            )
+        return company._qimen_client(), None
+
+    # -- an outcome -------------------------------------------------------------------
+    def _record(self, claim, result, lane=None):
+        """Record the outcome of a claim, unless the job was taken back meanwhile (its
+        lease ran out): a late outcome must not overwrite a newer attempt. A success is
+        one statement; a failure goes through the ORM (backoff, notices)."""
+        reply = storable(result.reply_text) or None
+        code = storable(result.code) or None
+        statements = lane.statements if lane else Unprepared()
+        if result.ok:
+            statements.execute(
+                self.env.cr,
+                "qimen_done",
+                ("integer", "timestamp", "timestamp", "jsonb", "text", "varchar"),
+                done_query,
+                claim.job_id,
+                claim.lease_until,
+                fields.Datetime.now(),
+                Json(_sent_query(result)) if result.request else None,
+                reply,
+                code,
+            )
+        else:
+            self.env.cr.execute(held_query(claim.job_id, claim.lease_until), log_exceptions=False)
+        if not self.env.cr.fetchone():
+            self._log_taken_back(claim, result)
+            return
+        if not result.ok:
+            vals = {
+                "last_request": _sent_query(result) or False,
+                "last_reply": reply or False,
+                "last_code": code or False,
+            }
+            error = storable(result.describe())
+            if claim.crashed:
+                error = self.env._("Unexpected error: %s", error)
+            self.browse(claim.job_id)._record_failure(result.transient, error, vals)
+
+    def _log_taken_back(self, claim, result):
+        _logger.warning(
+            "Qimen sync: job %s was taken back while its call ran; outcome dropped: %s",
+            claim.job_id,
+            result.describe(),
+        )
+
+    def _record_failure(self, transient, error, vals=None):
+        """A failed attempt: retry later with backoff, or give up (dead)."""
+        vals = dict(vals or {}, last_error=error, sending_since=False, lease_until=False)
+        for job in self:
+            max_attempts = job.company_id.qimen_max_attempts or 1
+            if transient and job.attempts < max_attempts:
+                base = self._retry_base_seconds()
+                delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_MAX_SECONDS)
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+                at = fields.Datetime.now() + timedelta(seconds=delay)
+                job.write(dict(vals, state="failed", next_attempt=at))
+            else:
+                job.write(dict(vals, state="dead", next_attempt=False))
+                job._notify_dead()
+            _logger.warning(
+                "Qimen sync: job %s (%s) %s: %s", job.id, job.bill_code, job.state, error
+            )
+        return True
+
+    def _reclaim_expired(self):
+        """Jobs whose sender died (their lease ran out) go back to the queue."""
+        self.env.flush_all()
+        self.env.cr.execute(expired_query(fields.Datetime.now()))
+        expired = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        expired._record_failure(
+            True,
+            self.env._("Interrupted while sending (its sender stopped); it will be sent again."),
+        )
+        return expired
+
+    def _trigger_next_retry(self):
+        """Have the cron run when the earliest failed job is due again, or the earliest
+        lease ends (a sender that died)."""
+        self.env.cr.execute(NEXT_WAKE_QUERY)
+        at = self.env.cr.fetchone()[0]
+        if at:
+            self._create_dispatch_trigger(at.replace(microsecond=0) + timedelta(seconds=1))
+
+    # -- settings ---------------------------------------------------------------------
+    @api.model
+    def _lease_seconds(self):
+        """A claim's lease: twice the longest a call can take (the client's own bound,
+        over the companies that send: a lane takes its next job while a call is under
+        way), and a margin to record its outcome."""
+        companies = self.env["res.company"].sudo().search([("qimen_enabled", "=", True)])
+        longest = max(
+            (company._qimen_client().max_call_seconds for company in companies), default=0.0
+        )
+        return 2 * longest + LEASE_MARGIN_SECONDS
+
+    @api.model
+    def _lane_count(self):
+        value = self.env["ir.config_parameter"].sudo().get_param("pos_qimen_sync.lanes", "4")
+        try:
+            return min(max(int(value), 1), 32)
+        except ValueError:
+            return 4
+
+    @api.model
+    def _retry_base_seconds(self):
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("pos_qimen_sync.retry_base_seconds", str(RETRY_BASE_SECONDS))
+        )
+        try:
+            return max(float(value), 1.0)
+        except ValueError:
+            return RETRY_BASE_SECONDS
