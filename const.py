@@ -81,3 +81,12 @@ GC_BATCH = 5000
 GC_SECONDS = 60
 
 GATEWAY_PRESETS = {"production": GATEWAY_URL_PRODUCTION, "test": GATEWAY_URL_TEST}
+
+# The circuit breaker (qimen.sync.health): sending pauses for a company once this many
+# different orders in a row failed for the company's reason (no success between them).
+BREAKER_TRIP_ORDERS = {"credentials": 2, "configuration": 1, "unreachable": 4, "gateway": 4}
+# While paused, one probe call at growing intervals (doubled up to the maximum).
+PROBE_FIRST_SECONDS = 30
+PROBE_MAX_SECONDS = 600
+# Updates that die of their own errors: one summary to-do per company per this period.
+DEAD_SUMMARY_SECONDS = 3600

@@ -44,6 +44,9 @@ class Claim:
     lease_until: datetime
     bill_code: str
     company_id: int = None
+    company_unwell: bool = False  # its company was paused or failing when claimed
+    company_problem: bool = False  # its company's settings cannot send
+    probe: bool = False  # the one call of a paused company (see qimen.sync.health)
     client: object = None
     params: dict = None
     result: SendResult = None  # known without calling (invalid data, configuration)

@@ -12,7 +12,7 @@ from ..const import BLOCKING_JOB_STATES
 
 def due_query(now):
     """Due jobs with no earlier update of the same order still waiting; a company whose
-    sync is disabled (or neutralized) sends nothing. Shaped to
+    sync is disabled (or neutralized), or paused by its breaker, sends nothing. Shaped to
     read as little as possible whatever the table's statistics say: the due jobs' index
     in id order, and for each candidate one probe of the waiting jobs' index (OFFSET 0
     keeps that probe from becoming a join over every due job); a scan stops at the
@@ -23,6 +23,8 @@ def due_query(now):
          WHERE job.state IN ('pending', 'failed')
            AND job.next_attempt <= %(now)s
            AND job.company_id IN (SELECT id FROM res_company WHERE qimen_enabled)
+           AND job.company_id NOT IN (
+               SELECT company_id FROM qimen_sync_health WHERE state = 'paused')
            AND NOT EXISTS (
                SELECT 1 FROM qimen_sync_job older
                 WHERE older.company_id = job.company_id
@@ -37,9 +39,31 @@ def due_query(now):
     )
 
 
-def claim_query(now, lease):
-    """Take the oldest due job no other lane holds: mark it sending with its lease, and
-    return what its call needs."""
+def probe_query(company):
+    """The job a paused company's probe sends: its oldest waiting job at the head of its
+    order's queue, due or not (its backoff is the breaker's now)."""
+    return SQL(
+        """
+        SELECT job.id FROM qimen_sync_job job
+         WHERE job.state IN ('pending', 'failed') AND job.company_id = %(company)s
+           AND NOT EXISTS (
+               SELECT 1 FROM qimen_sync_job older
+                WHERE older.company_id = job.company_id
+                  AND older.bill_code = job.bill_code
+                  AND older.id < job.id
+                  AND older.state IN %(waiting)s
+               OFFSET 0)
+         ORDER BY job.id
+        """,
+        company=company,
+        waiting=BLOCKING_JOB_STATES,
+    )
+
+
+def claim_query(now, lease, due=None):
+    """Take the oldest due job no other lane holds (of ``due``, a query of job ids; by
+    default :func:`due_query`): mark it sending with its lease, and return what its call
+    needs, and the health of its company (paused, or failing: see qimen.sync.health)."""
     return SQL(
         """
         UPDATE qimen_sync_job job
@@ -50,10 +74,13 @@ def claim_query(now, lease):
          WHERE company.id = job.company_id
            AND job.id = (%(due)s LIMIT 1 FOR UPDATE OF job SKIP LOCKED)
      RETURNING job.id, job.lease_until, job.bill_code, job.payload,
-               company.id AS company_id, company.write_date AS settings_version
+               company.id AS company_id, company.write_date AS settings_version,
+               EXISTS (SELECT 1 FROM qimen_sync_health health
+                        WHERE health.company_id = job.company_id
+                          AND (health.state = 'paused' OR health.failing_jobs IS NOT NULL))
         """,
         now=now,
-        due=due_query(now),
+        due=due if due is not None else due_query(now),
         lease=lease,
     )
 
@@ -103,6 +130,8 @@ NEXT_WAKE_QUERY = SQL(
            SELECT MIN(next_attempt) AS at FROM qimen_sync_job WHERE state = 'failed'
             UNION ALL
            SELECT MIN(lease_until) FROM qimen_sync_job WHERE state = 'sending'
+            UNION ALL
+           SELECT MIN(next_probe) FROM qimen_sync_health WHERE state = 'paused'
        ) AS times WHERE at > (now() AT TIME ZONE 'UTC')"""
 )
 

@@ -435,9 +435,10 @@ class QimenSyncJob(models.Model):
             postcommit.add(functools.partial(CRON_WAKER.wake, self.env.cr.dbname))
 
     def _notify_dead(self):
-        """Tell the order's readers (in the company's language) and a POS manager (in
-        theirs), once per job."""
-        for job in self.filtered(lambda j: j.order_id and not j.dead_notified):
+        """Tell the order's readers (in the company's language), once per job, and the
+        company's POS managers in one summary to-do an hour (qimen.sync.health)."""
+        dead = self.filtered(lambda j: not j.dead_notified)
+        for job in dead.filtered("order_id"):
             order = job.order_id._qimen_for_readers()
             order.message_post(
                 body=order.env._(
@@ -447,13 +448,9 @@ class QimenSyncJob(models.Model):
                 ),
                 author_id=self.env.ref("base.partner_root").id,
             )
-            order._qimen_ask_manager(
-                lambda env, job=job: env._("ERP sync failed: fix and retry"),
-                lambda env, job=job: env._(
-                    "%(job)s: %(error)s", job=job.with_env(env).name, error=job.last_error
-                ),
-            )
-            job.dead_notified = True
+        if dead:
+            self.env["qimen.sync.health"]._note_dead(dead)
+            dead.dead_notified = True
 
     # -- housekeeping -------------------------------------------------------------------
     @api.autovacuum

@@ -29,13 +29,26 @@ from ..dispatch.queue_sql import (
     due_query,
     expired_query,
     held_query,
+    probe_query,
 )
 from ..qimen import QimenValidationError, SendResult
+from ..qimen.health import ORDER, failure_kind
 from ..qimen.request import build_salesorder_update
 from ..qimen.responses import PERMANENT
 from ..qimen.text import storable
+from .qimen_sync_health import CONFIGURATION
 
 _logger = logging.getLogger(__name__)
+
+
+def _failure_kind(claim, result):
+    """What failed (qimen/health.py): the company's settings, or a bug of ours (the
+    order's own), else as the reply says."""
+    if claim.company_problem:
+        return CONFIGURATION
+    if claim.crashed:
+        return ORDER
+    return failure_kind(result)
 
 
 def _sent_query(result):
@@ -67,18 +80,25 @@ class QimenSyncJob(models.Model):
         it has not committed."""
         self._reclaim_expired()
         lease = self._lease_seconds()
+        probes = self.env["qimen.sync.health"]._probes_due()
         run_end = budget.run_deadline()
         if run_end is None:  # a prefork worker that loaded the addon during this pass
             self._create_dispatch_trigger()  # the next pass knows its time limit
             _logger.info("Qimen sync: time limit unknown in this pass; a fresh run is asked")
             return 0
         claim_until = budget.claim_deadline(run_end, lease)
+        jobs = self.sudo()
         if inline:
-            jobs = self.sudo()
-            sent = Lane(jobs, EnclosingTransaction(jobs.env)).run(claim_until, lease)
+            transactions = EnclosingTransaction(jobs.env)
         else:
             self.env.cr.commit()  # pylint: disable=invalid-commit
-            sent = run_lanes(self.pool, self._lane_count(), claim_until, run_end, lease)
+            transactions = CommittedTransactions(jobs.env)
+        sent = sum(jobs._probe(company_id, lease, transactions) for company_id in probes)
+        if inline:
+            sent += Lane(jobs, transactions).run(claim_until, lease)
+        else:
+            sent += run_lanes(self.pool, self._lane_count(), claim_until, run_end, lease)
+        transactions.run(self.env["qimen.sync.health"]._close_drained_alerts)
         remaining = len(self._due_ids(limit=1))
         if remaining:
             self._create_dispatch_trigger()  # a fresh run, with a fresh time budget
@@ -106,6 +126,28 @@ class QimenSyncJob(models.Model):
         self.env.cr.execute(query)
         return [row[0] for row in self.env.cr.fetchall()]
 
+    def _probe(self, company_id, lease, transactions):
+        """One call for a paused company (its probe was taken by ``_probes_due``): its
+        oldest waiting update. The outcome resumes sending, or makes the next probe wait
+        longer (see qimen.sync.health); return 1 when the update went through."""
+        claim = transactions.run(lambda: self._claim_probe(company_id, lease))
+        if not claim:  # nothing waits: nothing to pause for
+            health = self.env["qimen.sync.health"]
+            transactions.run(lambda: health._locked(company_id)._resume("call"))
+            return 0
+        result = claim.send()
+        transactions.run(lambda: self._record(claim, result))
+        return int(result.ok)
+
+    def _claim_probe(self, company_id, lease):
+        self.env.flush_all()
+        now = fields.Datetime.now()
+        self.env.cr.execute(claim_query(now, lease, probe_query(company_id)))
+        claim = self._claim_from(self.env.cr.fetchone(), None)
+        if claim:
+            claim.probe = True
+        return claim
+
     # -- a claim ----------------------------------------------------------------------
     @api.model
     def _claim_next(self, claim_until, lane=None, lease=None):
@@ -132,8 +174,8 @@ class QimenSyncJob(models.Model):
         """The :class:`Claim` of a claimed row (None when nothing was claimed)."""
         if not row or row[0] is None:
             return None
-        job_id, lease_until, bill_code, payload, company_id, settings_version = row
-        claim = Claim(job_id, lease_until, bill_code, company_id)
+        job_id, lease_until, bill_code, payload, company_id, settings_version, unwell = row
+        claim = Claim(job_id, lease_until, bill_code, company_id, company_unwell=unwell)
         senders = lane.senders if lane else {}
         sender = senders.get(company_id)
         if not sender or sender[0] != settings_version:  # settings changed: read them again
@@ -142,6 +184,7 @@ class QimenSyncJob(models.Model):
         _version, claim.client, problem = sender
         if problem:
             claim.result = SendResult(PERMANENT, message=problem)
+            claim.company_problem = True
             return claim
         try:
             claim.params = build_salesorder_update(payload or {})
@@ -185,16 +228,31 @@ class QimenSyncJob(models.Model):
         if not self.env.cr.fetchone():
             self._log_taken_back(claim, result)
             return
-        if not result.ok:
-            vals = {
-                "last_request": _sent_query(result) or False,
-                "last_reply": reply or False,
-                "last_code": code or False,
-            }
-            error = storable(result.describe())
-            if claim.crashed:
-                error = self.env._("Unexpected error: %s", error)
-            self.browse(claim.job_id)._record_failure(result.transient, error, vals)
+        kind = _failure_kind(claim, result)
+        health = self.env["qimen.sync.health"]
+        if kind in (None, ORDER) and claim.company_unwell:
+            # the gateway answered and took our credentials: the company is well
+            health._locked(claim.company_id)._heal()
+        if result.ok:
+            return
+        vals = {
+            "last_request": _sent_query(result) or False,
+            "last_reply": reply or False,
+            "last_code": code or False,
+        }
+        error = storable(result.describe())
+        if claim.crashed:
+            error = self.env._("Unexpected error: %s", error)
+        job = self.browse(claim.job_id)
+        retry_at = health._note_failure(job, kind, error, probe=claim.probe)
+        if retry_at:  # the company's failure, not the job's: its attempt is given back
+            vals.update(last_error=error, sending_since=False, lease_until=False)
+            job.write(dict(vals, state="failed", attempts=job.attempts - 1, next_attempt=retry_at))
+            return
+        # the company's kind of failure, below the breaker's threshold: retried, so that
+        # it never kills an update by itself (a failure of this order alone still runs
+        # out of attempts)
+        job._record_failure(result.transient or kind != ORDER, error, vals)
 
     def _log_taken_back(self, claim, result):
         _logger.warning(

@@ -108,6 +108,8 @@ class ResCompany(models.Model):
         res = super().write(vals)
         if any(name.startswith("qimen_") for name in vals):
             self._qimen_requeue_missed()
+            for company in self.filtered("qimen_enabled"):
+                self.env["qimen.sync.health"]._resume_company(company, "settings")
         return res
 
     def _qimen_requeue_missed(self):

@@ -232,12 +232,15 @@ class TestBackOffice(QimenPosCase):
         self.assertEqual(confirm.state, "dead")
         self.assertEqual(len(order.message_ids), messages + 1)
         self.assertIn("could not be sent", order.message_ids[0].body)
-        self.assertEqual(len(order.activity_ids), 1)
+        self.assertFalse(order.activity_ids, "the managers' to-do sums the company's up")
+        health = self.env["qimen.sync.health"].sudo().search([("company_id", "=", self.company.id)])
+        self.assertEqual(len(health.activity_ids), 1)
+        self.assertIn(order.qimen_bill_code, str(health.activity_ids.note))
         confirm.action_retry()
         self.dispatch()
         self.assertEqual(confirm.state, "dead")
         self.assertEqual(len(order.message_ids), messages + 1, "not on every attempt")
-        self.assertEqual(len(order.activity_ids), 1)
+        self.assertEqual(len(health.activity_ids), 1)
 
     def test_neutralize_disables_sending(self):
         order = self.paid_order()

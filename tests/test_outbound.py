@@ -316,16 +316,21 @@ class TestOutboundQueue(QimenPosCase):
         self.assertEqual(confirm.state, "done")
 
     def test_each_fault_kind_is_recorded_not_raised(self):
+        """An order's own failure kills its update; the company's kind of failure (no
+        answer, a refused signature) is retried (several orders in a row of it pause the
+        company's sending: test_breaker.py; here each kind meets a company in health)."""
         expected = {
+            "failure": "dead",
+            "signature": "failed",
             "timeout": "failed",
             "reset": "failed",
             "http500": "failed",
             "garbage": "failed",
-            "failure": "dead",
-            "signature": "dead",
         }
+        health = self.env["qimen.sync.health"].sudo()
         for kind, state in expected.items():
             with self.subTest(kind=kind):
+                health.search([]).unlink()
                 order = self.paid_order()
                 self.sandbox.add_fault(kind, bill_codes=[order.qimen_bill_code])
                 self.dispatch()
@@ -610,9 +615,17 @@ class TestOutboundQueue(QimenPosCase):
         self.assertFalse(self.sandbox.calls(), "nothing invalid is sent")
 
     def test_missing_configuration_at_send_time_is_reported(self):
+        """Settings that cannot send are the company's problem: sending pauses, the update
+        waits with its attempt given back, and saving the settings resumes it."""
         order = self.paid_order()
         self.company.qimen_app_secret = False
         self.dispatch()
         confirm = self.jobs(order)[0]
-        self.assertEqual(confirm.state, "dead")
+        self.assertEqual((confirm.state, confirm.attempts), ("failed", 0))
         self.assertIn("app secret", confirm.last_error)
+        health = self.env["qimen.sync.health"].sudo().search([("company_id", "=", self.company.id)])
+        self.assertEqual((health.state, health.reason), ("paused", "configuration"))
+        self.company.qimen_app_secret = APP_SECRET
+        self.assertEqual(health.state, "running")
+        self.dispatch()
+        self.assertEqual(confirm.state, "done")

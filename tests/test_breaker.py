@@ -1,0 +1,138 @@
+from datetime import timedelta
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import APP_SECRET, QimenPosCase
+
+SENDING_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"
+HEALTH_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_health"
+
+
+@tagged("post_install", "-at_install")
+class TestBreaker(QimenPosCase):
+    """Systemic failures (the gateway out, a rotated secret) pause the company's sending
+    instead of killing its updates one by one; one to-do tells its managers."""
+
+    def setUp(self):
+        super().setUp()
+        self.orders = [self.paid_order() for _index in range(6)]  # 12 updates
+        self.all_jobs = self.Job.search([("order_id", "in", [o.id for o in self.orders])])
+        self.health_of = self.env["qimen.sync.health"].sudo()
+
+    def health(self):
+        return self.health_of.search([("company_id", "=", self.company.id)])
+
+    def dispatch_quietly(self):
+        with mute_logger(SENDING_LOGGER, HEALTH_LOGGER):
+            return self.dispatch()
+
+    def probe_due(self):
+        self.health().next_probe = fields.Datetime.now() - timedelta(seconds=1)
+
+    def alerts(self):
+        return self.health().activity_ids
+
+    def assert_sent_in_order(self):
+        """Every update acknowledged, each order's paid before its pick-up."""
+        self.assertEqual(set(self.all_jobs.mapped("state")), {"done"})
+        accepted = [call.params["orderBillCode"] for call in self.sandbox.calls("accepted")]
+        for order in self.orders:
+            statuses = [
+                call.params["status"]
+                for call in self.sandbox.calls("accepted")
+                if call.params["orderBillCode"] == order.qimen_bill_code
+            ]
+            self.assertEqual(statuses, ["1", "2"], order.qimen_bill_code)
+        self.assertEqual(len(accepted), 12)
+
+    def test_a_gateway_out_pauses_sending_then_a_probe_resumes_it(self):
+        self.sandbox.add_fault("http500")
+        self.dispatch_quietly()
+        health = self.health()
+        self.assertEqual((health.state, health.reason), ("paused", "gateway"))
+        # four orders failed, then it paused; the lane had taken its next call meanwhile
+        self.assertEqual(len(self.sandbox.calls()), 5)
+        self.assertFalse(self.all_jobs.filtered(lambda job: job.state == "dead"))
+        self.assertEqual(set(self.all_jobs.mapped("attempts")), {0}, "attempts untouched")
+        (alert,) = self.alerts()
+        self.assertTrue(alert.user_id.has_group("point_of_sale.group_pos_manager"))
+        self.assertIn("paused", alert.summary)
+        self.assertIn("12", str(alert.note), "the updates that wait")
+        # paused: nothing goes out until the probe is due, then one call at a time
+        self.dispatch_quietly()
+        self.assertEqual(len(self.sandbox.calls()), 5)
+        self.probe_due()
+        self.dispatch_quietly()
+        self.assertEqual(len(self.sandbox.calls()), 6, "one probe")
+        self.assertEqual((health.state, health.probes, health.probe_interval), ("paused", 1, 60))
+        self.assertEqual(self.alerts(), alert, "the same to-do, kept up to date")
+        self.assertIn("1 tries failed", str(alert.note))
+        self.assertEqual(set(self.all_jobs.mapped("attempts")), {0})
+        # the gateway is back: the next probe goes through, and everything follows
+        self.sandbox.clear()
+        self.probe_due()
+        self.dispatch_quietly()
+        self.assertEqual(health.state, "running")
+        self.assert_sent_in_order()
+        self.assertFalse(self.alerts(), "closed once what waited was sent")
+        feedback = health.message_ids.filtered(lambda m: "Resumed after" in str(m.body))
+        self.assertEqual(len(feedback), 1)
+        self.assertIn("12 updates sent", str(feedback.body))
+
+    def test_a_rotated_secret_pauses_sending_until_the_settings_are_saved(self):
+        self.sandbox.add_fault("signature")
+        self.dispatch_quietly()
+        health = self.health()
+        self.assertEqual((health.state, health.reason), ("paused", "credentials"))
+        # two orders refused, then it paused (the lane's next call was under way)
+        self.assertEqual(len(self.sandbox.calls()), 3, "the gateway is not hammered")
+        self.assertFalse(self.all_jobs.filtered(lambda job: job.state == "dead"))
+        self.assertIn("App Secret", str(self.alerts().note))
+        self.sandbox.clear()
+        self.company.qimen_app_secret = APP_SECRET  # the new secret, saved
+        self.assertEqual(health.state, "running")
+        self.dispatch_quietly()
+        self.assert_sent_in_order()
+        self.assertFalse(self.alerts())
+
+    def test_an_order_s_own_failure_pauses_nothing_and_dies_alone(self):
+        broken = self.orders[0]
+        self.sandbox.add_fault("isv", bill_codes=[broken.qimen_bill_code])
+        self.dispatch_quietly()
+        self.assertEqual(self.health().state, "running")
+        self.assertEqual(self.jobs(broken).mapped("state"), ["dead", "pending"])
+        others = self.all_jobs - self.jobs(broken)
+        self.assertEqual(set(others.mapped("state")), {"done"})
+
+    def test_dead_updates_are_summed_up_in_one_to_do_an_hour(self):
+        for order in self.orders[:3]:
+            self.sandbox.add_fault("failure", bill_codes=[order.qimen_bill_code])
+        self.dispatch_quietly()
+        (summary,) = self.alerts()
+        for order in self.orders[:3]:
+            self.assertIn(order.qimen_bill_code, str(summary.note))
+        self.assertFalse(self.orders[0].activity_ids, "no to-do per order")
+        # an hour later, the next dead update opens a new summary
+        self.env.cr.execute(
+            "UPDATE mail_activity SET create_date = %s WHERE id = %s",
+            [fields.Datetime.now() - timedelta(hours=2), summary.id],
+        )
+        summary.invalidate_recordset()
+        late = self.paid_order()
+        self.sandbox.add_fault("failure", bill_codes=[late.qimen_bill_code])
+        self.dispatch_quietly()
+        self.assertEqual(len(self.alerts()), 2)
+
+    def test_a_single_order_refused_by_the_gateway_dies_after_its_attempts(self):
+        """A signature refused for one order only (its data, not the secret) is retried
+        like a transient failure, and dies of its own attempts, pausing nothing."""
+        broken = self.orders[0]
+        confirm = self.jobs(broken)[0]
+        self.sandbox.add_fault("signature", bill_codes=[broken.qimen_bill_code])
+        for _attempt in range(3):
+            self.dispatch_quietly()
+            self.expire_backoff(confirm)
+        self.assertEqual((confirm.state, confirm.attempts), ("dead", 3))
+        self.assertEqual(self.health().state, "running")
