@@ -35,9 +35,7 @@ RECORDED_FIELDS = [name for name, _values, _date in RECORDED_EVENTS.values()]
 def recorded_events(order):
     """The events the store recorded on ``order`` (each one queued an update)."""
     return {
-        event
-        for event, (name, values, _date) in RECORDED_EVENTS.items()
-        if order[name] in values
+        event for event, (name, values, _date) in RECORDED_EVENTS.items() if order[name] in values
     }
 
 
