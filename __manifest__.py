@@ -26,6 +26,7 @@
         "views/pos_order_void_action.xml",
         "views/pos_order_return_reason_views.xml",
         "views/res_config_settings_void_reason_views.xml",
+        "report/qimen_sync_report_views.xml",
     ],
     "demo": ["demo/pos_qimen_sync_demo.xml", "demo/qimen_void_reason_demo.xml"],
     "assets": {

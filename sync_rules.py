@@ -82,3 +82,37 @@ def sync_state_sql(order):
         error=SQL.identifier(order, "qimen_config_error"),
         recorded=recorded_sql(order),
     )
+
+
+def event_states_sql(order):
+    """SQL of a LATERAL subquery, aliased ``events``: for each event, ``<event>_state``,
+    the state of its update (its live job, else its latest superseded or cancelled one,
+    as the order's form shows it; NULL without a job), and ``attempts``, the failed
+    attempts of the update the order waits on (0 when none waits). One more probe of the
+    jobs' order index, for the jobs :func:`job_facts_sql` read."""
+    finished = SQL("job.state IN ('superseded', 'cancelled')")
+    states = [
+        SQL(
+            """(array_agg(job.state ORDER BY %(finished)s,
+                                             CASE WHEN %(finished)s THEN -job.id ELSE job.id END)
+                    FILTER (WHERE job.event = %(event)s))[1] AS %(column)s""",
+            finished=finished,
+            event=event,
+            column=SQL.identifier(f"{event}_state"),
+        )
+        for event in RECORDED_EVENTS
+    ]
+    return SQL(
+        """LATERAL (
+               SELECT %(states)s,
+                      COALESCE((array_agg(job.attempts - (job.state = 'sending')::int
+                                          ORDER BY job.id)
+                                    FILTER (WHERE job.state IN ('pending', 'sending',
+                                                                'failed', 'dead')))[1],
+                               0) AS attempts
+                 FROM qimen_sync_job job
+                WHERE job.order_id = %(order_id)s
+           ) AS events""",
+        states=SQL(", ").join(states),
+        order_id=SQL.identifier(order, "id"),
+    )

@@ -1,0 +1,1 @@
+from . import qimen_sync_report
