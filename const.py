@@ -82,6 +82,16 @@ GC_SECONDS = 60
 
 GATEWAY_PRESETS = {"production": GATEWAY_URL_PRODUCTION, "test": GATEWAY_URL_TEST}
 
+# Whose a failed call's fault was (qimen/health.py; "configuration": settings that cannot
+# send, found when a job is claimed).
+FAILURE_KINDS = [
+    ("unreachable", "Gateway unreachable"),
+    ("gateway", "Gateway error"),
+    ("credentials", "Credentials refused"),
+    ("configuration", "Settings incomplete"),
+    ("order", "The order's own"),
+]
+
 # The circuit breaker (qimen.sync.health): sending pauses for a company once this many
 # different orders in a row failed for the company's reason (no success between them).
 BREAKER_TRIP_ORDERS = {"credentials": 2, "configuration": 1, "unreachable": 4, "gateway": 4}

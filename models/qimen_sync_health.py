@@ -30,7 +30,7 @@ from ..qimen.health import SYSTEMIC_KINDS
 
 _logger = logging.getLogger(__name__)
 CONFIGURATION = "configuration"  # the company's settings cannot send (found by a lane)
-REASONS = [
+REASONS = [  # why sending paused, as a manager reads it (the kinds of const.FAILURE_KINDS)
     ("unreachable", "The gateway does not answer"),
     ("gateway", "The gateway answers with errors"),
     ("credentials", "The ERP refuses our app key or app secret"),

@@ -12,6 +12,7 @@ from odoo.tools import SQL
 from .. import payload
 from ..const import (
     EVENT_STATUS,
+    FAILURE_KINDS,
     FINISHED_JOB_STATES,
     GC_BATCH,
     GC_SECONDS,
@@ -39,6 +40,7 @@ PROTECTED_FIELDS = frozenset(
         "date_done",
         "last_error",
         "last_code",
+        "failure_kind",
         "last_request",
         "last_reply",
         "dead_notified",
@@ -96,6 +98,13 @@ class QimenSyncJob(models.Model):
     date_done = fields.Datetime("Acknowledged On", readonly=True)
     last_error = fields.Text(readonly=True)
     last_code = fields.Char("Last Reply Code", readonly=True)
+    failure_kind = fields.Selection(
+        FAILURE_KINDS,
+        "Last Failure Kind",
+        readonly=True,
+        help="Whose the last failure was: the company's (gateway, credentials, settings) "
+        "or the order's own.",
+    )
     last_request = fields.Json(
         "Request Data",
         readonly=True,

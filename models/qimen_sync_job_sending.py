@@ -239,6 +239,7 @@ class QimenSyncJob(models.Model):
             "last_request": _sent_query(result) or False,
             "last_reply": reply or False,
             "last_code": code or False,
+            "failure_kind": kind,
         }
         error = storable(result.describe())
         if claim.crashed:
