@@ -6,6 +6,14 @@ closing while their orders are being sent, and the server killed (SIGKILL) and s
 again once. Then the faults stop, an operator retries what died for good, and the run
 counts what the ERP received: delivered, lost, reordered, duplicated, stuck, and the
 server's reloads. Run through bench/soak, which prepares the database and the gateway.
+
+``--outage gateway`` or ``--outage secret`` runs a systemic failure instead of random
+faults: the gateway answers HTTP 500 to every call, or the ERP side rotates the app
+secret (every call refused with code 25), while the tills sell; the outage lasts a
+simulated hour (the breaker's probes are made due every few seconds, as hours of growing
+intervals would); then the gateway comes back, or the new secret is saved in the
+settings. It prints the updates, the dead ones (0), the alerts (1 per incident), the
+calls made during the pause, the time to drain after recovery, lost and reordered (0).
 """
 
 import argparse
@@ -119,7 +127,8 @@ class Soak:
         self.index = 0
 
     # -- setting up -------------------------------------------------------------------
-    def configure(self):
+    def configure(self, fault_rate=None, max_attempts=10):
+        fault_rate = self.args.fault_rate if fault_rate is None else fault_rate
         rpc = self.rpc
         rpc(
             "res.company",
@@ -135,14 +144,14 @@ class Soak:
                 "qimen_customerid": "SOAK",
                 "qimen_connect_timeout": 1.0,
                 "qimen_read_timeout": 2.0,
-                "qimen_max_attempts": 10,
+                "qimen_max_attempts": max_attempts,
             },
         )
         for key, value in (("lanes", "4"), ("retry_base_seconds", "2")):
             rpc("ir.config_parameter", "set_param", f"pos_qimen_sync.{key}", value)
         requests.delete(f"{self.sandbox}/_sandbox/requests", timeout=10)
-        rate = 1 - (1 - self.args.fault_rate) ** (1 / len(FAULTS))  # any fault: fault_rate
-        for kind in FAULTS:
+        rate = 1 - (1 - fault_rate) ** (1 / len(FAULTS))  # any fault: fault_rate
+        for kind in FAULTS if fault_rate else ():
             requests.post(
                 f"{self.sandbox}/_sandbox/faults", json={"kind": kind, "rate": rate}, timeout=10
             ).raise_for_status()
@@ -286,9 +295,17 @@ class Soak:
 
     # -- the run ----------------------------------------------------------------------
     def run(self):
+        started = time.monotonic()
+        self.set_up()
+        if self.args.outage:
+            return self.run_outage(started)
+        self.configure()
+        return self.run_random_faults(started)
+
+    def set_up(self):
+        """Start the server; two shops, a product, payment methods."""
         self.run_id = uuid.uuid4().hex[:4]
         self.kills = 0
-        started = time.monotonic()
         self.server.start()
         self.rpc = Rpc(self.args.url, self.args.db)
         self.company_id = self.rpc("res.users", "read", [self.rpc.uid], ["company_id"])[0][
@@ -345,7 +362,8 @@ class Soak:
                 ),
             },
         )
-        self.configure()
+
+    def run_random_faults(self, started):
         half = self.args.orders // 2
         print(
             f"soak {self.run_id}: {self.args.orders} till actions on {self.args.tills} tills, "
@@ -375,6 +393,123 @@ class Soak:
         failed = self.report(time.monotonic() - started)
         self.server.stop()
         return failed
+
+    # -- a systemic failure -----------------------------------------------------------
+    def run_outage(self, started):
+        """The gateway out (or the secret rotated) while the tills sell, for a simulated
+        hour; then recovery. See the module's docstring."""
+        kind = self.args.outage
+        self.configure(fault_rate=0, max_attempts=3)
+        session = self.open_session(self.config_id)
+        self.method[session] = self.cash_id
+        print(
+            f"soak {self.run_id}: outage '{kind}', {self.args.orders} till actions on "
+            f"{self.args.tills} tills during it",
+            flush=True,
+        )
+        if kind == "gateway":
+            requests.post(
+                f"{self.sandbox}/_sandbox/faults", json={"kind": "http500"}, timeout=10
+            ).raise_for_status()
+        else:  # the ERP side rotates the app secret: every call refused (code 25)
+            requests.post(
+                f"{self.sandbox}/_sandbox/apps",
+                json={"app_key": "soak-app", "secret": "soak-secret-rotated"},
+                timeout=10,
+            ).raise_for_status()
+        with ThreadPoolExecutor(self.args.tills) as pool:
+            list(pool.map(lambda index: self.sell(session, index), range(self.args.orders)))
+        paused_since = self.wait_for(lambda: self.health()["state"] == "paused", 120)
+        calls_before_pause = len(self.calls())
+        print(f"  sending paused after {calls_before_pause} calls", flush=True)
+        # a simulated hour: the breaker's probes made due again and again, as hours of
+        # growing intervals (30 s to 10 min) would
+        probes_until = time.monotonic() + 60 * self.args.outage_minutes
+        while time.monotonic() < probes_until:
+            self.make_probe_due()
+            time.sleep(5)
+        calls_during_pause = len(self.calls()) - calls_before_pause
+        health = self.health()
+        print(
+            f"  {health['probes']} probes failed; recovering "
+            f"({'gateway back' if kind == 'gateway' else 'new secret saved'})",
+            flush=True,
+        )
+        recovered = time.monotonic()
+        if kind == "gateway":
+            requests.delete(f"{self.sandbox}/_sandbox/faults", timeout=10)
+            self.make_probe_due()  # the next probe, an hour of outage later
+        else:
+            self.rpc(
+                "res.company",
+                "write",
+                [self.company_id],
+                {"qimen_app_secret": "soak-secret-rotated"},
+            )
+        self.wait_until(
+            lambda jobs: all(j["state"] in ("done", "superseded", "cancelled") for j in jobs)
+        )
+        drained = time.monotonic() - recovered
+        try:  # the alert is closed by the cron run that finds nothing left waiting
+            self.wait_for(lambda: not self.open_alerts(), 60)
+        except RuntimeError:
+            print("  (the alert was still open a minute after the queue drained)", flush=True)
+        dead = self.rpc("qimen.sync.job", "search_count", [("state", "=", "dead")])
+        alerts = self.open_alerts() + self.rpc(
+            "mail.message",
+            "search_count",
+            [("model", "=", "qimen.sync.health"), ("body", "ilike", "Resumed after")],
+        )
+        failed = self.report(time.monotonic() - started)
+        print("")
+        print(f"  outage            {kind} (paused at {paused_since:.0f} s)")
+        print(f"  dead              {dead}")
+        print(f"  alerts            {alerts}")
+        print(f"  calls in pause    {calls_during_pause} ({health['probes']} probes failed)")
+        print(f"  drained in        {drained:.1f} s after recovery")
+        self.server.stop()
+        return failed + dead + (alerts != 1)
+
+    def health(self):
+        (health,) = self.rpc(
+            "qimen.sync.health",
+            "search_read",
+            [("company_id", "=", self.company_id)],
+            ["state", "probes", "next_probe"],
+        )
+        return health
+
+    def make_probe_due(self):
+        """Stand for the time a probe interval takes: the probe is due now, and the
+        server's cron is told (as the breaker's own trigger would)."""
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 1))
+        ids = self.rpc("qimen.sync.health", "search", [("state", "=", "paused")])
+        if not ids:
+            return
+        self.rpc("qimen.sync.health", "write", ids, {"next_probe": now})
+        cron = self.rpc(
+            "ir.model.data", "check_object_reference", "pos_qimen_sync", "ir_cron_qimen_dispatch"
+        )[1]
+        self.rpc("ir.cron.trigger", "create", {"cron_id": cron, "call_at": now})
+
+    def open_alerts(self):
+        return self.rpc(
+            "mail.activity",
+            "search_count",
+            [("res_model", "=", "qimen.sync.health"), ("summary", "ilike", "paused")],
+        )
+
+    def calls(self):
+        return requests.get(f"{self.sandbox}/_sandbox/requests", timeout=60).json()
+
+    def wait_for(self, condition, timeout):
+        """Seconds until ``condition()`` held (an error past ``timeout``)."""
+        began = time.monotonic()
+        while not condition():
+            if time.monotonic() - began > timeout:
+                raise RuntimeError("timed out waiting")
+            time.sleep(1)
+        return time.monotonic() - began
 
     def expect_completions(self):
         """Paid orders of a closed session are completed, unless voided."""
@@ -492,10 +627,13 @@ def main():
     parser.add_argument("--sandbox", required=True)
     parser.add_argument("--server-command", required=True, help="argv joined by \\x1f")
     parser.add_argument("--server-log", required=True)
-    parser.add_argument("--orders", type=int, default=720)
+    parser.add_argument("--orders", type=int, help="default: 720, or 60 with --outage")
     parser.add_argument("--tills", type=int, default=4)
     parser.add_argument("--fault-rate", type=float, default=0.3)
+    parser.add_argument("--outage", choices=["gateway", "secret"])
+    parser.add_argument("--outage-minutes", type=float, default=1.0)
     args = parser.parse_args()
+    args.orders = args.orders or (60 if args.outage else 720)
     soak = Soak(args)
     try:
         return 1 if soak.run() else 0

@@ -177,6 +177,11 @@ class SandboxGateway:
             self.faults.append(fault)
         return fault
 
+    def set_secret(self, app_key, secret):
+        """The app's secret from now on (the ERP side rotated it)."""
+        with self._lock:
+            self.apps[app_key] = secret
+
     def clear(self, faults_only=False):
         """Forget the faults, and the calls received unless ``faults_only``."""
         with self._lock:
@@ -384,6 +389,13 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, json.dumps(asdict(fault)).encode(), "application/json")
+        if split.path == "/_sandbox/apps":  # the ERP side rotates an app's secret
+            try:
+                spec = json.loads(body or b"{}")
+                self.sandbox.set_secret(str(spec["app_key"]), str(spec["secret"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, b'{"rotated": true}', "application/json")
         if not split.path.startswith("/router/"):
             return self._send(404, b"not found", "text/plain")
         status, reply, ctype, fault = self.sandbox.handle(

@@ -72,6 +72,18 @@ def test_control_endpoints(sandbox):
     assert requests.post(base + "/elsewhere", timeout=5).status_code == 404
 
 
+def test_the_erp_side_rotates_a_secret(sandbox):
+    base = sandbox.url.rsplit("/router", 1)[0]
+    rotated = requests.post(
+        base + "/_sandbox/apps", json={"app_key": APP_KEY, "secret": "新密钥"}, timeout=5
+    )
+    assert rotated.json() == {"rotated": True}
+    refused = client(sandbox.url).salesorder_update(VALUES)
+    assert (refused.permanent, refused.code) == (True, "25"), refused.describe()
+    assert QimenClient(sandbox.url, APP_KEY, "新密钥").salesorder_update(VALUES).ok
+    assert requests.post(base + "/_sandbox/apps", json={}, timeout=5).status_code == 400
+
+
 def test_fault_rate_is_seeded_and_mixed():
     with SandboxGateway({APP_KEY: SECRET}, seed=7) as sandbox:
         sandbox.add_fault("failure", rate=0.5)
