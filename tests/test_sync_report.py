@@ -15,6 +15,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, HttpCase, get_db_name, new_test_user, tagged
 from odoo.tools.safe_eval import safe_eval
 
+from ..sync_rules import recorded_events
 from .common import QimenPosCase
 
 REPORT = "qimen.sync.report"
@@ -139,7 +140,7 @@ class TestSyncReportCommitted(BaseCase):
                 concerned = (
                     order.qimen_job_ids
                     or order.qimen_config_error
-                    or order._qimen_recorded_events()
+                    or recorded_events(order)
                 )
                 if concerned:
                     key = (order.config_id.id, order.date_order.date(), order.qimen_sync_state)
