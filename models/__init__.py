@@ -6,6 +6,7 @@ from . import qimen_sync_job
 from . import qimen_sync_job_sending
 from . import qimen_callback_log
 from . import qimen_callback_handler
+from . import qimen_erp_shipped_line
 from . import ir_http
 from . import pos_order
 from . import pos_order_events

@@ -139,6 +139,33 @@ class PosOrder(models.Model):
     qimen_erp_reported_text = fields.Text(
         "Details Reported by the ERP", compute="_compute_qimen_erp_reported_text"
     )
+    # The ERP's latest call, applied or only recorded (a status 5 changes nothing of the
+    # order, qimen_erp_status above stays what drives it): its status, when, and fields.
+    qimen_erp_last_status = fields.Selection(
+        ERP_STATUS_SELECTION,
+        string="ERP's Latest Report",
+        copy=False,
+        readonly=True,
+        help="The status of the ERP's latest call about this order, applied or only "
+        "recorded; a repeat of what the ERP reported already is not a new report.",
+    )
+    qimen_erp_last_report_date = fields.Datetime("Latest Report On", copy=False, readonly=True)
+    qimen_erp_last_report = fields.Json(
+        "Fields of the ERP's Latest Report", copy=False, readonly=True
+    )
+    qimen_erp_shipped_line_ids = fields.One2many(
+        "qimen.erp.shipped.line",
+        "order_id",
+        string="Shipped by the ERP",
+        readonly=True,
+        help="The lines (mx_list) of the ERP's latest call that listed them, matched to the "
+        "order's products.",
+    )
+    qimen_erp_warehouse = fields.Char(
+        "Shipping Warehouse",
+        compute="_compute_qimen_erp_warehouse",
+        help="The warehouse the ERP last named (fhck_code).",
+    )
     # On a refund: why the customer returned the goods, given by the cashier at the till
     # and sent with the void of the refunded order.
     qimen_return_type = fields.Selection(VOID_TYPE_SELECTION, string="Return Type", copy=False)
@@ -282,6 +309,11 @@ class PosOrder(models.Model):
             order.qimen_erp_reported_text = "\n".join(
                 f"{label}: {value}" for label, value in details
             )
+
+    @api.depends("qimen_erp_reported", "qimen_erp_last_report")
+    def _compute_qimen_erp_warehouse(self):
+        for order in self:
+            order.qimen_erp_warehouse = order._qimen_erp_said().get("fhck_code") or False
 
     # -- what the Point of Sale loads and calls ------------------------------------------
     @api.model

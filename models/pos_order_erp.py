@@ -8,10 +8,24 @@ from odoo import api, fields, models
 from odoo.tools import SQL
 
 from ..const import ORDER_WIRE_FIELDS
-from ..qimen.inbound import transition
+from ..qimen.inbound import shipped_quantities, transition
 
 # what an ERP call reads of an order before it writes it
-ERP_ORDER_FIELDS = ["qimen_erp_status", "qimen_erp_reported", "qimen_cancelled", "qimen_finished"]
+ERP_ORDER_FIELDS = [
+    "qimen_erp_status",
+    "qimen_erp_reported",
+    "qimen_erp_last_status",
+    "qimen_erp_last_report",
+    "qimen_cancelled",
+    "qimen_finished",
+]
+# what addresses a call rather than tells of the order (the lines are kept apart)
+NOT_REPORTED = ("orderBillCode", "status", "customerid", "mx_list")
+
+
+def reported_fields(params):
+    """What a call tells of the order besides its status and lines (non-empty values)."""
+    return {name: value for name, value in params.items() if value and name not in NOT_REPORTED}
 
 
 class PosOrder(models.Model):
@@ -48,15 +62,23 @@ class PosOrder(models.Model):
         return orders, None
 
     def _qimen_handle_notification_data(self, params):
-        """Apply what the ERP says of the order as the transition table says (README):
-        return True when applied, False when only recorded (the order is unchanged).
+        """Apply what the ERP says of the order as the transition table says (README).
 
-        A void cancels a draft order, and asks a POS manager to refund a paid order (Odoo
-        cannot cancel it)."""
+        Return ``"applied"``, ``"recorded"`` (only the ERP's latest report is noted: the
+        order is unchanged), or ``"duplicate"``: the call tells nothing new (the ERP sends
+        a call again under a new request_id when its answer timed out), and nothing is
+        written, no note either. A void cancels a draft order, and asks a POS manager to
+        refund a paid order (Odoo cannot cancel it)."""
         self.ensure_one()
         # only what is used (an order has a hundred columns; this runs on every ERP call)
         self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
         status = params["status"]
+        shipped_lines = self.env["qimen.erp.shipped.line"]
+        shipped = {}
+        if params.get("mx_list"):  # most calls list no lines: no query for them
+            shipped = shipped_lines._qimen_rounded(shipped_quantities(params["mx_list"]))
+        if self._qimen_erp_repeats(params, shipped):
+            return "duplicate"
         current = self.qimen_erp_status
         applied, new_status = transition(
             status,
@@ -64,42 +86,65 @@ class PosOrder(models.Model):
             voided=self.qimen_cancelled or current == "3",
             finished=self.qimen_finished or current == "4",
         )
-        if applied:
-            order = self.with_context(qimen_from_erp=True)
-            order.write(self._qimen_erp_values(params, new_status))
-            if status == "3" and self.state == "draft":
-                order.action_pos_order_cancel()
-            elif status == "3" and self.state in ("paid", "done", "invoiced"):
-                reason = params.get("zf_message")
-                self._qimen_ask_manager(
-                    lambda env: env._("Voided in the ERP: refund this order"),
-                    lambda env: env._(
-                        "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a "
-                        "paid order: refund it in the Point of Sale.",
-                        reason=reason or env._("no reason given"),
-                    ),
-                )
-        self._qimen_post_erp_update(params, applied)
-        return applied
+        order = self.with_context(qimen_from_erp=True)
+        values = self._qimen_erp_values(params, new_status) if applied else {}
+        order.write(dict(values, **self._qimen_erp_report_values(params)))
+        if shipped:
+            shipped_lines = shipped_lines._qimen_replace(self, shipped)
+        if applied and status == "3" and self.state == "draft":
+            order.action_pos_order_cancel()
+        elif applied and status == "3" and self.state in ("paid", "done", "invoiced"):
+            reason = params.get("zf_message")
+            self._qimen_ask_manager(
+                lambda env: env._("Voided in the ERP: refund this order"),
+                lambda env: env._(
+                    "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a "
+                    "paid order: refund it in the Point of Sale.",
+                    reason=reason or env._("no reason given"),
+                ),
+            )
+        self._qimen_post_erp_update(params, applied, shipped_lines)
+        return "applied" if applied else "recorded"
+
+    def _qimen_erp_said(self):
+        """The latest value of each field the ERP told of the order: the fields of its
+        applied calls, and those of its latest report, applied or only recorded."""
+        return {**(self.qimen_erp_reported or {}), **(self.qimen_erp_last_report or {})}
+
+    def _qimen_erp_repeats(self, params, shipped):
+        """Whether the call tells nothing new: the ERP's latest report has its status,
+        the ERP told each of its fields with that value already, and it lists no lines or
+        the lines shown. Its timestamp and request_id, which address the call, are no
+        news: a retry of a call whose answer timed out changes nothing."""
+        if params["status"] != self.qimen_erp_last_status:
+            return False
+        said = self._qimen_erp_said()
+        if any(said.get(name) != value for name, value in reported_fields(params).items()):
+            return False
+        return not shipped or self.qimen_erp_shipped_line_ids._qimen_quantities() == shipped
 
     def _qimen_erp_values(self, params, new_status):
         """What an applied call writes: the ERP's status, when, and its fields (merged
         with what it reported before); never the store's own facts."""
-        reported = dict(self.qimen_erp_reported or {})
-        reported.update(
-            (name, value)
-            for name, value in params.items()
-            if value and name not in ("orderBillCode", "status", "customerid", "mx_list")
-        )
         return {
             "qimen_erp_status": new_status,
             "qimen_erp_status_date": fields.Datetime.now(),
-            "qimen_erp_reported": reported,
+            "qimen_erp_reported": dict(self.qimen_erp_reported or {}, **reported_fields(params)),
         }
 
-    def _qimen_post_erp_update(self, params, applied=True):
+    def _qimen_erp_report_values(self, params):
+        """What every call but a repeat writes, applied or only recorded: the ERP's
+        latest report, shown next to the status that drives the order."""
+        return {
+            "qimen_erp_last_status": params["status"],
+            "qimen_erp_last_report_date": fields.Datetime.now(),
+            "qimen_erp_last_report": reported_fields(params),
+        }
+
+    def _qimen_post_erp_update(self, params, applied=True, shipped_lines=None):
         """A note of what the ERP said, in the language of the company (its readers; the
-        context key ``qimen_reader_lang`` may give it)."""
+        context key ``qimen_reader_lang`` may give it). ``shipped_lines``: those the
+        call's lines were matched into, summed up in the note."""
         self.ensure_one()
         order = self._qimen_for_readers()
         env = order.env
@@ -113,9 +158,10 @@ class PosOrder(models.Model):
             title = env._("The ERP reported this order as %s; not applied: it is voided.", status)
         else:
             title = env._("The ERP reported this order as %s; not applied: it is finished.", status)
+        shipped_lines = (shipped_lines or self.env["qimen.erp.shipped.line"]).with_env(env)
         details = Markup().join(
             Markup("<li>%s: %s</li>") % (label, value)
-            for label, value in order._qimen_erp_details(params)
+            for label, value in order._qimen_erp_details(params, shipped_lines)
         )
         # the note's reply-to is the company's catchall: read only what it needs
         self.env.company.fetch(["name", "alias_domain_id"])
@@ -125,9 +171,10 @@ class PosOrder(models.Model):
             email_from=False,
         )
 
-    def _qimen_erp_details(self, params):
+    def _qimen_erp_details(self, params, shipped_lines=None):
         """``(label, value)`` of each field of an ERP call, named as its readers know it
-        (the order's field labels, in the environment's language)."""
+        (the order's field labels, in the environment's language); its lines are summed
+        up from ``shipped_lines``, those they were matched into."""
         env = self.env
         field_names = {wire: name for name, wire in ORDER_WIRE_FIELDS.items()}
         field_names.update(cancle="qimen_cancelled", finish="qimen_finished")
@@ -141,7 +188,8 @@ class PosOrder(models.Model):
             if name in ("orderBillCode", "status") or not value:
                 continue
             if name == "mx_list":
-                details.append((env._("Lines"), env._("%s lines", len(value))))
+                if shipped_lines:
+                    details.append((env._("Lines"), shipped_lines._qimen_summary()))
                 continue
             field = self._fields.get(field_names.get(name, ""))
             if field is None:

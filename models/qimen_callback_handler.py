@@ -185,7 +185,8 @@ class QimenCallbackHandler(models.AbstractModel):
 
     def _apply(self, call, company, log, fmt, last_try):
         """Apply a verified call once: a replay of an applied call (same identity) answers
-        success and changes nothing, even when both arrive together.
+        success and changes nothing, even when both arrive together; so does a call under
+        a new identity that tells nothing new (logged as a repeat, under its identity).
 
         A call is one transaction: when it fails, it is rolled back whole, then logged
         (cheaper than a savepoint around every call: this is the hot path)."""
@@ -199,9 +200,12 @@ class QimenCallbackHandler(models.AbstractModel):
             )
             if error:
                 return self._reply(log, fmt, "failed", error, order=order)
-            applied = order._qimen_handle_notification_data(params)
-            message = "OK" if applied else self.env._("Recorded; the order is unchanged")
-            result = "applied" if applied else "recorded"
+            result = order._qimen_handle_notification_data(params)
+            message = {
+                "applied": "OK",
+                "recorded": self.env._("Recorded; the order is unchanged"),
+                "duplicate": self.env._("Nothing new: the ERP reported this already"),
+            }[result]
             self.env["qimen.callback.log"]._store_applied(
                 log, order, result, message, call_key(call)
             )

@@ -7,6 +7,7 @@ over the sorted query (without ``sign``) followed by the raw body.
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
@@ -349,6 +350,26 @@ def validate_params(params):
         if not params.get(name):
             raise QimenValidationError(name, "is required")
     check_enums_and_dates(params, INBOUND_ENUMS)
+    for line in params.get("mx_list") or ():
+        if not (line.get("sku") or "").strip():
+            raise QimenValidationError("mx_list", "a line has no sku")
+        number = line.get("goods_number") or ""
+        try:
+            quantity = float(number)
+        except ValueError:
+            quantity = math.nan
+        if not math.isfinite(quantity):
+            raise QimenValidationError("mx_list", f"goods_number {number!r} is not a number")
+
+
+def shipped_quantities(mx_list):
+    """``{sku: quantity}`` of a validated ``mx_list``, in the list's order: a SKU listed
+    on several lines is shipped once, with their quantities summed."""
+    quantities = {}
+    for line in mx_list or ():
+        sku = line["sku"].strip()
+        quantities[sku] = quantities.get(sku, 0.0) + float(line["goods_number"])
+    return quantities
 
 
 def build_reply(success, message, fmt="json", code=None, sub_code=None):

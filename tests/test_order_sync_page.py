@@ -52,7 +52,14 @@ class TestOrderSyncPage(QimenPosCase):
         }
         self.assertLessEqual(per_update | {"qimen_sync_state", "qimen_bill_code"}, sent)
         self.assertEqual(
-            reported, {"qimen_erp_status", "qimen_erp_status_date", "qimen_erp_reported_text"}
+            reported,
+            {
+                "qimen_erp_status",
+                "qimen_erp_status_date",
+                "qimen_erp_last_status",
+                "qimen_erp_last_report_date",
+                "qimen_erp_reported_text",
+            },
         )
         self.assertFalse(store & (sent | reported), "no fact shown under two sources")
         self.assertEqual(

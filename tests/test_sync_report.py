@@ -138,9 +138,7 @@ class TestSyncReportCommitted(BaseCase):
             expected = Counter()
             for order in env["pos.order"].search([("config_id", "in", self.config_ids)]):
                 concerned = (
-                    order.qimen_job_ids
-                    or order.qimen_config_error
-                    or recorded_events(order)
+                    order.qimen_job_ids or order.qimen_config_error or recorded_events(order)
                 )
                 if concerned:
                     key = (order.config_id.id, order.date_order.date(), order.qimen_sync_state)

@@ -19,6 +19,7 @@ from qimen.inbound import (
     normalize_method,
     parse_call,
     read_body,
+    shipped_quantities,
     transition,
     validate_params,
 )
@@ -226,10 +227,25 @@ def test_validate_params():
         ({"delivery": "x"}, "delivery"),
         ({"finishDate": "2024-01-01"}, "finishDate"),
         ({"orderBillCode": ""}, "orderBillCode"),
+        ({"mx_list": [{"sku": " ", "goods_number": "1"}]}, "mx_list"),
+        ({"mx_list": [{"sku": "A"}]}, "mx_list"),
+        ({"mx_list": [{"sku": "A", "goods_number": "two"}]}, "mx_list"),
+        ({"mx_list": [{"sku": "A", "goods_number": "nan"}]}, "mx_list"),
     ):
         with pytest.raises(QimenValidationError) as info:
             validate_params(dict(PARAMS, **bad))
         assert info.value.field == field
+
+
+def test_shipped_quantities_sum_a_sku_listed_twice():
+    lines = [
+        {"sku": "B ", "goods_number": "1"},
+        {"sku": "A", "goods_number": "2.5"},
+        {"sku": "B", "goods_number": "3"},
+    ]
+    validate_params(dict(PARAMS, mx_list=lines))
+    assert list(shipped_quantities(lines).items()) == [("B", 4.0), ("A", 2.5)]
+    assert shipped_quantities(None) == {}
 
 
 def test_replies():
