@@ -348,6 +348,7 @@ class QimenSyncJob(models.Model):
         that have not gone out yet."""
         if not updates:
             return self.browse()
+        self.flush_model()  # the index decides on the rows as this transaction left them
         cr, now, uid = self.env.cr, fields.Datetime.now(), self.env.uid
         rows = SQL(", ").join(
             SQL(
