@@ -10,3 +10,4 @@ from . import test_i18n
 from . import test_concurrency
 from . import test_void_reasons
 from . import test_pos_frontend
+from . import test_resend
