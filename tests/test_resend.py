@@ -1,4 +1,5 @@
 import os
+from datetime import timedelta
 
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.migration import load_script
@@ -85,6 +86,12 @@ class TestResend(QimenPosCase):
 
         form = Form(self.env["qimen.resend.wizard"].with_user(self.manager))
         self.assertEqual(form.order_count, 4, "the orders that recorded events, not the unsynced")
+        form.date_to = min(orders.mapped("date_order")) - timedelta(seconds=1)
+        self.assertEqual(form.order_count, 0, "ordered before the range")
+        form.date_to = False
+        form.date_from = max((orders | later).mapped("date_order")) + timedelta(seconds=1)
+        self.assertEqual(form.order_count, 0, "ordered after the range")
+        form.date_from = False
         form.config_ids.add(self.config)
         form.session_id = picked_up.session_id
         self.assertEqual(form.order_count, 3, "the first session's")
