@@ -22,6 +22,7 @@
         "views/pos_order_views.xml",
         "views/res_config_settings_views.xml",
         "wizard/qimen_void_wizard_views.xml",
+        "wizard/qimen_resend_wizard_views.xml",
         "views/qimen_void_reason_views.xml",
         "views/pos_order_void_action.xml",
         "views/pos_order_return_reason_views.xml",

@@ -37,6 +37,16 @@ JOB_STATE_SELECTION = [
 ]
 # Order events in the order they happen, as the back office lists them.
 ORDER_EVENTS = ("confirm", "pickup", "void", "complete")
+# A job's event: one of the order's own events, or a resend of the order's current state
+# (for an ERP that lost what it received), whose status is that state's.
+RESEND_EVENT = "resend"
+JOB_EVENT_SELECTION = [
+    ("confirm", "Paid"),
+    ("pickup", "Picked up"),
+    ("void", "Voided"),
+    ("complete", "Completed"),
+    (RESEND_EVENT, "Sent again"),
+]
 
 # Order fields -> wire names they are sent as.
 ORDER_WIRE_FIELDS = {

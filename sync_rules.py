@@ -12,6 +12,7 @@ and from what the order records:
 - ``not_needed``: nothing to send.
 """
 
+from odoo.osv.expression import OR
 from odoo.tools import SQL
 
 SYNC_STATE_SELECTION = [
@@ -32,11 +33,28 @@ RECORDED_EVENTS = {
 RECORDED_FIELDS = [name for name, _values, _date in RECORDED_EVENTS.values()]
 
 
+# The order's events, latest state first: the update of the first one an order records
+# states what the order is now (a void ends it; a pick-up follows its confirmation; a
+# completion is a confirmation with confirm=2). Every update carries the whole state.
+CURRENT_STATE_EVENTS = ("void", "pickup", "complete", "confirm")
+
+
 def recorded_events(order):
     """The events the store recorded on ``order`` (each one queued an update)."""
     return {
         event for event, (name, values, _date) in RECORDED_EVENTS.items() if order[name] in values
     }
+
+
+def current_event(order):
+    """The event whose update states ``order`` as it is now (None: it records none)."""
+    events = recorded_events(order)
+    return next((event for event in CURRENT_STATE_EVENTS if event in events), None)
+
+
+def recorded_domain():
+    """Domain: the order records at least one event."""
+    return OR([[(name, "in", list(values))] for name, values, _date in RECORDED_EVENTS.values()])
 
 
 def recorded_sql(order):

@@ -287,6 +287,8 @@ class PosOrder(models.Model):
             went_out = False
             for job in order.qimen_job_ids.sorted("id"):
                 went_out = went_out or job.state in ("sending", "done") or bool(job.last_request)
+                if job.event not in ORDER_EVENTS:  # a resend: none of the order's events
+                    continue
                 known = latest.get(job.event)
                 if not known or known.state in ("superseded", "cancelled"):
                     latest[job.event] = job

@@ -11,12 +11,13 @@ from odoo.tools import SQL
 
 from .. import payload
 from ..const import (
-    EVENT_STATUS,
     FAILURE_KINDS,
     FINISHED_JOB_STATES,
     GC_BATCH,
     GC_SECONDS,
+    JOB_EVENT_SELECTION,
     JOB_STATE_SELECTION,
+    RESEND_EVENT,
 )
 from ..dispatch.queue_sql import delete_in_batches
 from ..dispatch.waker import CRON_WAKER
@@ -67,16 +68,8 @@ class QimenSyncJob(models.Model):
     order_id = fields.Many2one("pos.order", index=True, ondelete="set null", readonly=True)
     config_id = fields.Many2one("pos.config", string="Shop", ondelete="set null", readonly=True)
     bill_code = fields.Char(required=True, readonly=True)  # indexed with company_id, below
-    event = fields.Selection(
-        [
-            ("confirm", "Paid"),
-            ("pickup", "Picked up"),
-            ("void", "Voided"),
-            ("complete", "Completed"),
-        ],
-        required=True,
-        readonly=True,
-    )
+    event = fields.Selection(JOB_EVENT_SELECTION, required=True, readonly=True)
+    # the payload's: a resend sends the status of the order's state, not one of its own
     status = fields.Char(
         "Status Sent", compute="_compute_status", store=True, help="Qimen status sent"
     )
@@ -118,7 +111,9 @@ class QimenSyncJob(models.Model):
 
     def init(self):
         """Partial indexes keep the dispatcher's scans flat however many finished jobs the
-        table holds, and the unique one makes queueing the same update twice a no-op."""
+        table holds, and the unique one makes queueing the same update twice a no-op: a
+        resend too while one waits, but not once it was acknowledged (the ERP may lose
+        what it received again)."""
         for name, definition in (
             ("qimen_sync_job_due_idx", "(id) WHERE state IN ('pending', 'failed')"),
             (
@@ -140,9 +135,13 @@ class QimenSyncJob(models.Model):
                 )
             )
         self.env.cr.execute(
-            "CREATE UNIQUE INDEX IF NOT EXISTS qimen_sync_job_live_update_uniq "
-            "ON qimen_sync_job (company_id, bill_code, event) "
-            "WHERE state NOT IN ('superseded', 'cancelled')"
+            SQL(
+                "CREATE UNIQUE INDEX IF NOT EXISTS qimen_sync_job_live_update_uniq "
+                "ON qimen_sync_job (company_id, bill_code, event) "
+                "WHERE state NOT IN ('superseded', 'cancelled') "
+                "AND NOT (event = %s AND state = 'done')",
+                RESEND_EVENT,
+            )
         )
 
     @api.depends("bill_code", "event")
@@ -161,10 +160,10 @@ class QimenSyncJob(models.Model):
                 else False
             )
 
-    @api.depends("event")
+    @api.depends("payload")
     def _compute_status(self):
         for job in self:
-            job.status = EVENT_STATUS.get(job.event)
+            job.status = (job.payload or {}).get("status")
 
     def write(self, vals):
         """Jobs move through their actions only (as OCA queue_job protects its jobs): a
@@ -178,14 +177,20 @@ class QimenSyncJob(models.Model):
     # -- actions --------------------------------------------------------------------
     def _check_not_superseded_by_newer(self):
         """An update is not sent again once a newer one of the same order went out, or is
-        going out: each update carries the whole state of the order."""
+        going out: each update carries the whole state of the order. Nor while a newer
+        one of the same event waits (a resend queued after this one was cancelled): that
+        one says as much, and the unique index would refuse this one back."""
         for job in self:
             newer_out = self.search_count(
                 [
                     ("company_id", "=", job.company_id.id),
                     ("bill_code", "=", job.bill_code),
                     ("id", ">", job.id),
+                    "|",
                     ("state", "in", ("done", "sending")),
+                    "&",
+                    ("event", "=", job.event),
+                    ("state", "in", ("pending", "failed", "dead")),
                 ],
                 limit=1,
             )
@@ -347,10 +352,12 @@ class QimenSyncJob(models.Model):
         """Queue ``updates``, a list of ``(order, event, payload)``, in one INSERT.
 
         An update already queued (same company, bill code and event, not superseded or
-        cancelled) is skipped by a unique index. A void carries the whole state of its
-        order, so it supersedes the updates of that order that have not gone out yet."""
+        cancelled, nor an acknowledged resend) is skipped by a unique index. A void
+        carries the whole state of its order, so it supersedes the updates of that order
+        that have not gone out yet."""
         if not updates:
             return self.browse()
+        self.flush_model()  # the index decides on the rows as this transaction left them
         cr, now, uid = self.env.cr, fields.Datetime.now(), self.env.uid
         rows = SQL(", ").join(
             SQL(
@@ -360,7 +367,7 @@ class QimenSyncJob(models.Model):
                 order.config_id.id or None,
                 payload["orderBillCode"],
                 event,
-                EVENT_STATUS[event],
+                payload["status"],
                 Json(payload),
                 now,
                 uid,

@@ -1,1 +1,2 @@
 from . import qimen_void_wizard
+from . import qimen_resend_wizard
