@@ -54,9 +54,7 @@ class QimenSyncHealth(models.Model):
     reason = fields.Selection(REASONS, readonly=True, help="Why sending paused.")
     detail = fields.Char("Last Error", readonly=True)
     paused_since = fields.Datetime(readonly=True)
-    next_probe = fields.Datetime(
-        "Next Probe", readonly=True, help="When one update is tried again while paused."
-    )
+    next_probe = fields.Datetime(readonly=True, help="When one update is tried again while paused.")
     probe_interval = fields.Integer("Probe Interval (s)", readonly=True)
     probes = fields.Integer("Probes Failed", readonly=True)
     resumed_at = fields.Datetime(readonly=True)
@@ -258,6 +256,7 @@ class QimenSyncHealth(models.Model):
         reason = dict(health._fields["reason"]._description_selection(env)).get(self.reason, "")
         since = format_datetime(env, self.paused_since, tz=user.tz)
         summary = env._("ERP sync paused: %s", reason)
+        waiting = f"{self._waiting_count():,}"  # not inside _(): the term extractor evals it
         lines = [
             env._(
                 "Sending to the ERP is paused since %(since)s: %(reason)s.",
@@ -266,7 +265,7 @@ class QimenSyncHealth(models.Model):
             ),
             env._("What to do: %s", health._advice(env)),
             env._("Last error: %s", self.detail or ""),
-            env._("Updates waiting: %s", f"{self._waiting_count():,}"),
+            env._("Updates waiting: %s", waiting),
         ]
         if resumed_by:
             why = {
@@ -337,11 +336,12 @@ class QimenSyncHealth(models.Model):
             user = health.alert_activity_id.user_id
             env = self.with_context(lang=user.lang or self.env.lang).env
             lasted = _duration(env, health.resumed_at - health.paused_since)
+            sent = f"{sent:,}"
             health.alert_activity_id.with_env(env).action_feedback(
                 feedback=env._(
                     "Resumed after %(lasted)s; %(sent)s updates sent.",
                     lasted=lasted,
-                    sent=f"{sent:,}",
+                    sent=sent,
                 )
             )
             health.alert_activity_id = False
