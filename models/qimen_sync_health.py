@@ -18,6 +18,7 @@ from datetime import timedelta
 from markupsafe import Markup
 
 from odoo import api, fields, models
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL, format_datetime
 
 from ..const import (
@@ -207,19 +208,25 @@ class QimenSyncHealth(models.Model):
     @api.model
     def _probes_due(self):
         """The paused companies whose next probe is due, the probe taken: its time moves
-        on by the longest a call can take, so that no other lane or server probes too."""
+        on by the longest a call can take, so that no other lane or server probes too. A
+        probe another server is taking is skipped, never waited for."""
         now = fields.Datetime.now()
-        self.env.cr.execute(
-            SQL(
-                """UPDATE qimen_sync_health
-                      SET next_probe = %(later)s
-                    WHERE state = 'paused' AND next_probe <= %(now)s
-                RETURNING company_id""",
-                now=now,
-                later=now + timedelta(seconds=self.env["qimen.sync.job"]._lease_seconds()),
-            )
+        query = SQL(
+            """UPDATE qimen_sync_health
+                  SET next_probe = %(later)s
+                WHERE id IN (SELECT id FROM qimen_sync_health
+                              WHERE state = 'paused' AND next_probe <= %(now)s
+                                FOR NO KEY UPDATE SKIP LOCKED)
+            RETURNING company_id""",
+            now=now,
+            later=now + timedelta(seconds=self.env["qimen.sync.job"]._lease_seconds()),
         )
-        return [row[0] for row in self.env.cr.fetchall()]
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(query, log_exceptions=False)
+                return [row[0] for row in self.env.cr.fetchall()]
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:  # taken and committed since we began
+            return []
 
     @api.model
     def _next_probe_time(self):

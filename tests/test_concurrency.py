@@ -97,10 +97,21 @@ class TestConcurrency(LoopbackRequests, BaseCase):
                 [orders],
             )
             cr.execute("DELETE FROM pos_order WHERE id IN %s", [orders])
+            cls._heal_company(cr)
             cr.execute("DELETE FROM pos_session WHERE id = %s", [cls.session_id])
             env = cls.env_of(cr)
             env["pos.config"].browse(cls.config_id).active = False
             env["res.company"].browse(cls.company_id).write(cls.saved)
+
+    @classmethod
+    def _heal_company(cls, cr):
+        """The company's breaker as new (a test paused it, committed)."""
+        cr.execute(
+            "DELETE FROM mail_activity WHERE res_model = 'qimen.sync.health' AND res_id IN "
+            "(SELECT id FROM qimen_sync_health WHERE company_id = %s)",
+            [cls.company_id],
+        )
+        cr.execute("DELETE FROM qimen_sync_health WHERE company_id = %s", [cls.company_id])
 
     # helpers ---------------------------------------------------------------------------
     def setUp(self):
@@ -115,8 +126,8 @@ class TestConcurrency(LoopbackRequests, BaseCase):
 
     @staticmethod
     def outside_test_thread(function):
-        """Run ``function`` in a thread of its own, as a lane or a server would: the test
-        thread is flagged as testing, where the dispatcher neither commits nor retries."""
+        """Run ``function`` in a thread of its own, as a lane or a server would (Odoo
+        flags the test thread as testing, which its own code reads)."""
         outcome = {}
 
         def run():
@@ -370,6 +381,50 @@ class TestConcurrency(LoopbackRequests, BaseCase):
                 till.commit()
             except psycopg2.errors.SerializationFailure as exc:
                 self.fail(f"the dispatcher collided with the till: {exc}")
+
+    def test_every_server_sees_a_paused_company_and_one_probes_it(self):
+        """The breaker's state is the database's: a server that did not trip it takes no
+        job of the paused company, and of two servers asking for a due probe at once,
+        one gets it."""
+        bills = [bill for _id, bill in self.committed_orders(2)]
+        try:
+            with self.registry.cursor() as cr:  # server A: the breaker trips, committed
+                env = self.env_of(cr)
+                jobs = env["qimen.sync.job"].search([("bill_code", "in", bills)])
+                env["qimen.sync.health"]._locked(self.company_id)._pause(
+                    "unreachable", "timeout", jobs.ids
+                )
+
+            def server_b_claims():
+                with self.registry.cursor() as cr:
+                    return self.env_of(cr)["qimen.sync.job"]._claim_next(time.time() + 60)
+
+            self.assertIsNone(self.outside_test_thread(server_b_claims))
+            with self.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE qimen_sync_health SET next_probe = now() AT TIME ZONE 'UTC' "
+                    "- interval '1 second' WHERE company_id = %s",
+                    [self.company_id],
+                )
+            probes = {}
+            with self.registry.cursor() as cr_a:
+                probes["a"] = self.env_of(cr_a)["qimen.sync.health"]._probes_due()
+
+                def server_b_probes():
+                    with self.registry.cursor() as cr_b:  # A's probe is not committed yet
+                        return self.env_of(cr_b)["qimen.sync.health"]._probes_due()
+
+                probes["b"] = self.outside_test_thread(server_b_probes)
+            probes["b, after A's commit"] = self.outside_test_thread(server_b_probes)
+            self.assertEqual(
+                probes,
+                {"a": [self.company_id], "b": [], "b, after A's commit": []},
+                "one probe, and B never waits for A",
+            )
+            self.assertEqual({state for _b, _e, state, _a in self.job_states(bills)}, {"pending"})
+        finally:
+            with self.registry.cursor() as cr:
+                self._heal_company(cr)
 
     def test_the_cron_threads_are_woken_after_commit(self):
         """A till's commit queues the dispatcher's trigger; the cron threads (listening on
