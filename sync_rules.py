@@ -80,6 +80,8 @@ def job_facts_sql(order):
                       count(*) AS jobs,
                       count(*) FILTER (
                           WHERE job.state NOT IN ('superseded', 'cancelled')) AS live,
+                      bool_or(job.state IN ('sending', 'done') OR job.last_request IS NOT NULL)
+                          AS went_out,
                       max(job.date_done) AS last_done
                  FROM qimen_sync_job job
                 WHERE job.order_id = %s
@@ -103,34 +105,38 @@ def sync_state_sql(order):
 
 
 def event_states_sql(order):
-    """SQL of a LATERAL subquery, aliased ``events``: for each event, ``<event>_state``,
-    the state of its update (its live job, else its latest superseded or cancelled one,
-    as the order's form shows it; NULL without a job), and ``attempts``, the failed
-    attempts of the update the order waits on (0 when none waits). One more probe of the
-    jobs' order index, for the jobs :func:`job_facts_sql` read."""
+    """SQL of a LATERAL subquery, aliased ``events``: for each event, ``<event>_state``
+    and ``<event>_date``, the state of its update and when the ERP acknowledged it (its
+    live job, else its latest superseded or cancelled one; NULL without a job); and of
+    the update the order waits on (its first not acknowledged), ``attempts``, its failed
+    attempts (0 when none waits), and ``head_error``, its last error. One more probe of
+    the jobs' order index, for the jobs :func:`job_facts_sql` read."""
     finished = SQL("job.state IN ('superseded', 'cancelled')")
-    states = [
-        SQL(
-            """(array_agg(job.state ORDER BY %(finished)s,
-                                             CASE WHEN %(finished)s THEN -job.id ELSE job.id END)
-                    FILTER (WHERE job.event = %(event)s))[1] AS %(column)s""",
-            finished=finished,
-            event=event,
-            column=SQL.identifier(f"{event}_state"),
-        )
-        for event in RECORDED_EVENTS
-    ]
+    by_event = []
+    for event in RECORDED_EVENTS:
+        for column, value in (("state", "job.state"), ("date", "job.date_done")):
+            by_event.append(
+                SQL(
+                    """(array_agg(%(value)s ORDER BY %(finished)s,
+                                  CASE WHEN %(finished)s THEN -job.id ELSE job.id END)
+                            FILTER (WHERE job.event = %(event)s))[1] AS %(column)s""",
+                    value=SQL(value),
+                    finished=finished,
+                    event=event,
+                    column=SQL.identifier(f"{event}_{column}"),
+                )
+            )
+    head = SQL("FILTER (WHERE job.state IN ('pending', 'sending', 'failed', 'dead'))")
     return SQL(
         """LATERAL (
-               SELECT %(states)s,
+               SELECT %(by_event)s,
                       COALESCE((array_agg(job.attempts - (job.state = 'sending')::int
-                                          ORDER BY job.id)
-                                    FILTER (WHERE job.state IN ('pending', 'sending',
-                                                                'failed', 'dead')))[1],
-                               0) AS attempts
+                                          ORDER BY job.id) %(head)s)[1], 0) AS attempts,
+                      (array_agg(job.last_error ORDER BY job.id) %(head)s)[1] AS head_error
                  FROM qimen_sync_job job
                 WHERE job.order_id = %(order_id)s
            ) AS events""",
-        states=SQL(", ").join(states),
+        by_event=SQL(", ").join(by_event),
+        head=head,
         order_id=SQL.identifier(order, "id"),
     )

@@ -18,6 +18,7 @@ from ..const import (
 from ..sync_rules import (
     RECORDED_FIELDS,
     SYNC_STATE_SELECTION,
+    event_states_sql,
     job_facts_sql,
     recorded_events,
     sync_state_sql,
@@ -41,12 +42,12 @@ def _sent_fields():
         sent[f"qimen_sent_{event}_state"] = fields.Selection(
             JOB_STATE_SELECTION,
             f"{labels[event]}: Sent",
-            compute="_compute_qimen_sent",
+            compute="_compute_qimen_sync",
             compute_sudo=True,
         )
         sent[f"qimen_sent_{event}_date"] = fields.Datetime(
             f"{labels[event]}: Acknowledged On",
-            compute="_compute_qimen_sent",
+            compute="_compute_qimen_sync",
             compute_sudo=True,
         )
     return sent
@@ -176,7 +177,7 @@ class PosOrder(models.Model):
     )
     qimen_bill_code_locked = fields.Boolean(
         "ERP Bill Code Locked",
-        compute="_compute_qimen_sent",
+        compute="_compute_qimen_sync",
         compute_sudo=True,
         help="An update of the order went out: the ERP knows the order by its bill code.",
     )
@@ -216,45 +217,60 @@ class PosOrder(models.Model):
         "qimen_job_ids.attempts",
         "qimen_job_ids.last_error",
         "qimen_job_ids.date_done",
+        "qimen_job_ids.last_request",
+        "qimen_erp_status",
         "qimen_config_error",
+        "qimen_confirm",
+        "qimen_delivery",
+        "qimen_cancelled",
+        "qimen_finished",
     )
     def _compute_qimen_sync(self):
-        """One query for all the orders (the POS reads this on every paid order), with
-        the rule of ``sync_rules.py``; the head of the order's queue (its first update
-        not acknowledged) gives the attempts and the error."""
+        """One query for all the orders (the POS reads the sync state on every paid
+        order), with the rules of ``sync_rules.py`` that the reconciliation report reads
+        too: the sync state, what became of each event's update, and the update the order
+        waits on (its attempts and error)."""
         rows = {}
         ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
         if ids:
             self.env["qimen.sync.job"].flush_model(
-                ["order_id", "state", "attempts", "last_error", "date_done"]
+                ["order_id", "event", "state", "attempts", "last_error", "date_done"]
             )
             self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
             self.env.cr.execute(
                 SQL(
-                    """SELECT o.id, %(state)s, head.state, head.attempts, head.last_error,
-                              facts.last_done, facts.live
-                         FROM pos_order o
-                        CROSS JOIN %(facts)s
-                         LEFT JOIN LATERAL (
-                              SELECT state, attempts, last_error FROM qimen_sync_job
-                               WHERE order_id = o.id
-                                 AND state IN ('pending', 'sending', 'failed', 'dead')
-                               ORDER BY id LIMIT 1) AS head ON TRUE
+                    """SELECT o.id, %(state)s AS sync_state, facts.*, events.*
+                         FROM pos_order o CROSS JOIN %(facts)s CROSS JOIN %(events)s
                         WHERE o.id IN %(ids)s""",
                     state=sync_state_sql("o"),
                     facts=job_facts_sql("o"),
+                    events=event_states_sql("o"),
                     ids=ids,
                 )
             )
-            rows = {row[0]: row[1:] for row in self.env.cr.fetchall()}
+            names = [column.name for column in self.env.cr.description]
+            rows = {row[0]: dict(zip(names, row, strict=True)) for row in self.env.cr.fetchall()}
         for order in self:
-            state, head_state, attempts, error, last_done, live = rows.get(
-                order.id, ("not_needed", None, 0, None, None, 0)
+            row = rows.get(order.id) or {"sync_state": "not_needed"}
+            order.qimen_sync_state = row["sync_state"]
+            order.qimen_sync_attempts = row.get("attempts") or 0
+            order.qimen_last_sync = row.get("last_done") or False
+            order.qimen_last_error = row.get("head_error") or (
+                not row.get("live") and order.qimen_config_error
             )
-            order.qimen_sync_state = state
-            order.qimen_sync_attempts = (attempts or 0) - (head_state == "sending")
-            order.qimen_last_sync = last_done or False
-            order.qimen_last_error = error or (not live and order.qimen_config_error) or False
+            for event in ORDER_EVENTS:
+                order[f"qimen_sent_{event}_state"] = row.get(f"{event}_state") or False
+                order[f"qimen_sent_{event}_date"] = row.get(f"{event}_date") or False
+            # The retention period deletes sent jobs: an event the order records with no
+            # job left went out (unless it was never queued, for lack of settings).
+            deleted = recorded_events(order) - {
+                event for event in ORDER_EVENTS if row.get(f"{event}_state")
+            }
+            order.qimen_bill_code_locked = bool(
+                row.get("went_out")
+                or order.qimen_erp_status
+                or (deleted and not order.qimen_config_error)
+            )
 
     def _search_qimen_sync_state(self, operator, value):
         """The rule of the compute (``sync_rules.py``), in SQL: one probe of the jobs'
@@ -269,39 +285,6 @@ class PosOrder(models.Model):
             states,
         )
         return [("id", "in" if operator in ("=", "in") else "not in", query)]
-
-    @api.depends(
-        "qimen_job_ids.state",
-        "qimen_job_ids.date_done",
-        "qimen_job_ids.last_request",
-        "qimen_erp_status",
-        "qimen_config_error",
-        "qimen_confirm",
-        "qimen_delivery",
-        "qimen_cancelled",
-        "qimen_finished",
-    )
-    def _compute_qimen_sent(self):
-        for order in self:
-            latest = {}  # event -> its live job, else its latest superseded or cancelled one
-            went_out = False
-            for job in order.qimen_job_ids.sorted("id"):
-                went_out = went_out or job.state in ("sending", "done") or bool(job.last_request)
-                if job.event not in ORDER_EVENTS:  # a resend: none of the order's events
-                    continue
-                known = latest.get(job.event)
-                if not known or known.state in ("superseded", "cancelled"):
-                    latest[job.event] = job
-            for event in ORDER_EVENTS:
-                job = latest.get(event)
-                order[f"qimen_sent_{event}_state"] = job.state if job else False
-                order[f"qimen_sent_{event}_date"] = job.date_done if job else False
-            # The retention period deletes sent jobs: an event the order records with no
-            # job left went out (unless it was never queued, for lack of settings).
-            deleted = recorded_events(order) - set(latest)
-            order.qimen_bill_code_locked = bool(
-                went_out or order.qimen_erp_status or (deleted and not order.qimen_config_error)
-            )
 
     @api.depends("qimen_erp_reported")
     @api.depends_context("lang")

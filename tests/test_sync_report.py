@@ -15,6 +15,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, HttpCase, get_db_name, new_test_user, tagged
 from odoo.tools.safe_eval import safe_eval
 
+from ..const import EVENT_STATUS
 from ..sync_rules import recorded_events
 from .common import QimenPosCase
 
@@ -98,8 +99,12 @@ class TestSyncReportCommitted(BaseCase):
             ]
         )
         for event, state, attempts in jobs:
+            status = EVENT_STATUS[event]
             queued = env["qimen.sync.job"]._enqueue(
-                [(order, event, {"orderBillCode": order.qimen_bill_code}) for order in orders]
+                [
+                    (order, event, {"orderBillCode": order.qimen_bill_code, "status": status})
+                    for order in orders
+                ]
             )
             env.cr.execute(
                 "UPDATE qimen_sync_job SET state = %s, attempts = %s, "
