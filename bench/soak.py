@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from common import ui_order
 
 FAULTS = [
     "timeout",
@@ -186,51 +187,17 @@ class Soak:
         with self.lock:
             self.index += 1
             index = self.index
-        name = f"Order soak-{self.run_id}-{index:05d}"
-        price = self.product["lst_price"]
-        return {
-            "uuid": str(uuid.uuid4()),
-            "name": name,
-            "session_id": session,
-            "user_id": self.rpc.uid,
-            "pricelist_id": self.pricelist_id,
-            "partner_id": False,
-            "sequence_number": index,
-            "amount_paid": price if state == "paid" else 0,
-            "amount_total": price,
-            "amount_tax": 0,
-            "amount_return": 0,
-            "state": state,
-            "to_invoice": False,
-            "date_order": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "fiscal_position_id": False,
-            "last_order_preparation_change": "{}",
-            "lines": [
-                [
-                    0,
-                    0,
-                    {
-                        "product_id": self.product["id"],
-                        "qty": 1,
-                        "price_unit": price,
-                        "price_subtotal": price,
-                        "price_subtotal_incl": price,
-                        "discount": 0,
-                        "tax_ids": [[6, 0, []]],
-                        "uuid": str(uuid.uuid4()),
-                    },
-                ]
-            ],
-            "payment_ids": [
-                [
-                    0,
-                    0,
-                    {"amount": price, "name": "soak", "payment_method_id": self.method[session]},
-                ]
-            ]
-            if state == "paid"
-            else [],
-        }
+        return ui_order(
+            f"Order soak-{self.run_id}-{index:05d}",
+            session,
+            self.rpc.uid,
+            self.pricelist_id,
+            self.product["id"],
+            self.product["lst_price"],
+            self.method[session] if state == "paid" else None,
+            index,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        )
 
     def sell(self, session, index):
         """One till action: mostly a paid order; every 10th a saved draft then voided."""

@@ -9,53 +9,26 @@ a drift of the machine hits both sides. Run through bench/run.
 import argparse
 import statistics
 import time
-import uuid
 
-from common import figure
+from common import figure, ui_order
 
 import odoo
 from odoo import SUPERUSER_ID, api, fields
 
 
 def order_data(env, session, product, method, index):
-    config = session.config_id
-    price = product.lst_price or 1.0
     now = fields.Datetime.to_string(fields.Datetime.now())
-    return {
-        "uuid": str(uuid.uuid4()),
-        "name": f"Order bench-{index:06d}",
-        "session_id": session.id,
-        "user_id": env.uid,
-        "pricelist_id": config.pricelist_id.id,
-        "partner_id": False,
-        "sequence_number": index,
-        "amount_paid": price,
-        "amount_total": price,
-        "amount_tax": 0,
-        "amount_return": 0,
-        "state": "paid",
-        "to_invoice": False,
-        "date_order": now,
-        "fiscal_position_id": False,
-        "last_order_preparation_change": "{}",
-        "lines": [
-            [
-                0,
-                0,
-                {
-                    "product_id": product.id,
-                    "qty": 1,
-                    "price_unit": price,
-                    "price_subtotal": price,
-                    "price_subtotal_incl": price,
-                    "discount": 0,
-                    "tax_ids": [[6, 0, []]],
-                    "uuid": str(uuid.uuid4()),
-                },
-            ]
-        ],
-        "payment_ids": [[0, 0, {"amount": price, "name": now, "payment_method_id": method.id}]],
-    }
+    return ui_order(
+        f"Order bench-{index:06d}",
+        session.id,
+        env.uid,
+        session.config_id.pricelist_id.id,
+        product.id,
+        product.lst_price or 1.0,
+        method.id,
+        index,
+        now,
+    )
 
 
 class Till:
