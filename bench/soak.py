@@ -18,6 +18,7 @@ calls made during the pause, the time to drain after recovery, lost and reordere
 
 import argparse
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -422,11 +423,13 @@ class Soak:
         except RuntimeError:
             print("  (the alert was still open a minute after the queue drained)", flush=True)
         dead = self.rpc("qimen.sync.job", "search_count", [("state", "=", "dead")])
-        alerts = self.open_alerts() + self.rpc(
+        closed = self.rpc(
             "mail.message",
-            "search_count",
+            "search_read",
             [("model", "=", "qimen.sync.health"), ("body", "ilike", "Resumed after")],
+            ["body"],
         )
+        alerts = self.open_alerts() + len(closed)
         failed = self.report(time.monotonic() - started)
         print("")
         print(f"  outage            {kind} (paused at {paused_since:.0f} s)")
@@ -434,6 +437,8 @@ class Soak:
         print(f"  alerts            {alerts}")
         print(f"  calls in pause    {calls_during_pause} ({health['probes']} probes failed)")
         print(f"  drained in        {drained:.1f} s after recovery")
+        for message in closed:
+            print(f"  alert closed      {re.sub(r'<[^>]+>', ' ', message['body']).split()[-9:]}")
         self.server.stop()
         return failed + dead + (alerts != 1)
 
