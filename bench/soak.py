@@ -438,7 +438,8 @@ class Soak:
         print(f"  calls in pause    {calls_during_pause} ({health['probes']} probes failed)")
         print(f"  drained in        {drained:.1f} s after recovery")
         for message in closed:
-            print(f"  alert closed      {re.sub(r'<[^>]+>', ' ', message['body']).split()[-9:]}")
+            text = " ".join(re.sub(r"<[^>]+>", " ", message["body"]).split())
+            print(f"  alert closed      {text}")
         self.server.stop()
         return failed + dead + (alerts != 1)
 
