@@ -54,9 +54,7 @@ class QimenSyncHealth(models.Model):
     reason = fields.Selection(REASONS, readonly=True, help="Why sending paused.")
     detail = fields.Char("Last Error", readonly=True)
     paused_since = fields.Datetime(readonly=True)
-    next_probe = fields.Datetime(
-        "Next Probe", readonly=True, help="When one update is tried again while paused."
-    )
+    next_probe = fields.Datetime(readonly=True, help="When one update is tried again while paused.")
     probe_interval = fields.Integer("Probe Interval (s)", readonly=True)
     probes = fields.Integer("Probes Failed", readonly=True)
     resumed_at = fields.Datetime(readonly=True)
