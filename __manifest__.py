@@ -18,6 +18,7 @@
         "data/qimen_void_reason_data.xml",
         "views/qimen_sync_job_views.xml",
         "views/qimen_sync_health_views.xml",
+        "views/pos_config_views.xml",
         "views/qimen_callback_log_views.xml",
         "views/pos_order_views.xml",
         "views/res_config_settings_views.xml",
