@@ -12,3 +12,4 @@ from . import test_concurrency
 from . import test_void_reasons
 from . import test_pos_frontend
 from . import test_sync_report
+from . import test_sync_health_dashboard
