@@ -31,7 +31,8 @@
     ],
     "demo": ["demo/pos_qimen_sync_demo.xml", "demo/qimen_void_reason_demo.xml"],
     "assets": {
-        "point_of_sale._assets_pos": ["pos_qimen_sync/static/src/**/*"],
+        "point_of_sale._assets_pos": ["pos_qimen_sync/static/src/app/**/*"],
+        "web.assets_backend": ["pos_qimen_sync/static/src/backend/**/*"],
         "web.assets_tests": ["pos_qimen_sync/static/tests/tours/**/*"],
     },
 }
