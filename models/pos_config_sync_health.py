@@ -139,8 +139,10 @@ class PosConfig(models.Model):
         if what == "done":  # acknowledgements per hour
             context["search_default_group_done_hour"] = 1
             action["views"] = sorted(action["views"], key=lambda view: view[1] != "graph")
+        name = self.env._("Qimen Sync Queue: %s", self.name)
         action.update(
-            name=self.env._("Qimen Sync Queue: %s", self.name),
+            name=name,
+            display_name=name,  # the breadcrumb's
             domain=[("config_id", "=", self.id)],
             context=context,
         )
