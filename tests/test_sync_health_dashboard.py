@@ -10,8 +10,10 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL, mute_logger
 from odoo.tools.safe_eval import safe_eval
 
+from odoo.addons.point_of_sale.tests.test_frontend import TestPointOfSaleHttpCommon
+
 from ..models.pos_config_sync_health import last_ack_sql, waiting_figures_sql
-from .common import QimenPosCase
+from .common import QimenPosCase, SandboxedPos
 
 SENDING_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"
 HEALTH_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_health"
@@ -316,3 +318,48 @@ class TestSyncHealthDashboard(QimenPosCase):
             {"order": 1, "gateway": 1},  # broken's paid update; flaky's, sent since
         )
         self.assertNotIn(sold.id, Job.search([("failure_kind", "!=", False)]).order_id.ids)
+
+
+@tagged("post_install", "-at_install")
+class TestSyncHealthDashboardInBrowser(SandboxedPos, TestPointOfSaleHttpCommon):
+    """The card as a POS user sees and clicks it in the web client: its figures, the
+    queue each opens, the graph by hour (which Odoo 18's web client refuses without
+    ``static/src/backend/hour_interval.js``), the company's health."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._sync_with_sandbox(cls.main_pos_config)
+
+    def test_a_pos_user_reads_and_follows_the_card(self):
+        now = fields.Datetime.now()
+        jobs = self.Job.create(
+            [
+                {
+                    "company_id": self.company.id,
+                    "config_id": self.config.id,
+                    "bill_code": code,
+                    "event": "confirm",
+                    "payload": {"orderBillCode": code},
+                    "state": state,
+                    "date_done": now - timedelta(hours=1) if state == "done" else False,
+                }
+                for code, state in (
+                    ("DASH-DONE", "done"),
+                    ("DASH-DEAD", "dead"),
+                    ("DASH-WAIT-1", "pending"),
+                    ("DASH-WAIT-2", "failed"),
+                )
+            ]
+        )
+        self.env.cr.execute(
+            SQL(
+                "UPDATE qimen_sync_job SET create_date = %s WHERE id = %s",
+                now - timedelta(minutes=75),
+                jobs[2].id,
+            )
+        )
+        health = self.env["qimen.sync.health"]._locked(self.company.id)
+        with mute_logger(HEALTH_LOGGER):
+            health._pause("unreachable", "connect timeout", jobs[3].ids)
+        self.start_tour("/odoo/point-of-sale", "QimenDashboardTour", login="pos_user")
