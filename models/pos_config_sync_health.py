@@ -62,9 +62,6 @@ class PosConfig(models.Model):
         compute_sudo=True,
         help="This shop's updates not yet acknowledged by the ERP (pending, sending, failed).",
     )
-    qimen_oldest_waiting = fields.Datetime(
-        "Oldest Update Queued On", compute="_compute_qimen_sync_health", compute_sudo=True
-    )
     qimen_oldest_wait = fields.Char(
         "Oldest Update Waiting For", compute="_compute_qimen_sync_health", compute_sudo=True
     )
@@ -115,7 +112,6 @@ class PosConfig(models.Model):
             record = health.get(config.company_id.id)
             paused = bool(record) and record.state == "paused"
             config.qimen_waiting_count = count
-            config.qimen_oldest_waiting = oldest
             config.qimen_oldest_wait = (
                 self.env._("oldest %s", _wait(self.env, now - oldest)) if oldest else False
             )
