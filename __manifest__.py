@@ -18,6 +18,7 @@
         "data/qimen_void_reason_data.xml",
         "views/qimen_sync_job_views.xml",
         "views/qimen_sync_health_views.xml",
+        "views/pos_config_views.xml",
         "views/qimen_callback_log_views.xml",
         "views/pos_order_views.xml",
         "views/res_config_settings_views.xml",
@@ -31,7 +32,8 @@
     ],
     "demo": ["demo/pos_qimen_sync_demo.xml", "demo/qimen_void_reason_demo.xml"],
     "assets": {
-        "point_of_sale._assets_pos": ["pos_qimen_sync/static/src/**/*"],
+        "point_of_sale._assets_pos": ["pos_qimen_sync/static/src/app/**/*"],
+        "web.assets_backend": ["pos_qimen_sync/static/src/backend/**/*"],
         "web.assets_tests": ["pos_qimen_sync/static/tests/tours/**/*"],
     },
 }

@@ -1,6 +1,7 @@
 from . import res_company
 from . import qimen_void_reason
 from . import pos_config
+from . import pos_config_sync_health
 from . import qimen_sync_health
 from . import qimen_sync_job
 from . import qimen_sync_job_sending

@@ -126,6 +126,14 @@ class QimenSyncJob(models.Model):
                 "qimen_sync_job_finished_idx",
                 "(write_date) WHERE state IN ('done', 'superseded', 'cancelled')",
             ),
+            # each shop's last acknowledgement for the POS dashboard, one index step per
+            # shop however many done jobs there are. Its write cost: one entry per job
+            # acknowledged, in the UPDATE that makes it done, which already writes a new
+            # entry in every other index (a state change is never a HOT update: the state
+            # is in the partial indexes' predicates); the claims and failures, the
+            # sender's other writes, do not touch it. Deriving it from the health row
+            # instead would have every lane write that one row per call.
+            ("qimen_sync_job_done_idx", "(config_id, date_done) WHERE state = 'done'"),
         ):
             self.env.cr.execute(
                 SQL(

@@ -14,3 +14,4 @@ from . import test_void_reasons
 from . import test_pos_frontend
 from . import test_sync_report
 from . import test_resend
+from . import test_sync_health_dashboard
