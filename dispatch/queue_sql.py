@@ -10,21 +10,16 @@ from odoo.tools import SQL
 from ..const import BLOCKING_JOB_STATES
 
 
-def due_query(now):
-    """Due jobs with no earlier update of the same order still waiting; a company whose
-    sync is disabled (or neutralized), or paused by its breaker, sends nothing. Shaped to
-    read as little as possible whatever the table's statistics say: the due jobs' index
-    in id order, and for each candidate one probe of the waiting jobs' index (OFFSET 0
-    keeps that probe from becoming a join over every due job); a scan stops at the
-    first."""
+def _heads_of_their_orders(condition):
+    """Waiting jobs (pending or failed) matching ``condition`` (SQL on ``job``) with no
+    earlier update of the same order still waiting, oldest first. Shaped to read as
+    little as possible whatever the table's statistics say: the due jobs' index in id
+    order, and for each candidate one probe of the waiting jobs' index (OFFSET 0 keeps
+    that probe from becoming a join over every due job); a scan stops at the first."""
     return SQL(
         """
         SELECT job.id FROM qimen_sync_job job
-         WHERE job.state IN ('pending', 'failed')
-           AND job.next_attempt <= %(now)s
-           AND job.company_id IN (SELECT id FROM res_company WHERE qimen_enabled)
-           AND job.company_id NOT IN (
-               SELECT company_id FROM qimen_sync_health WHERE state = 'paused')
+         WHERE job.state IN ('pending', 'failed') AND %(condition)s
            AND NOT EXISTS (
                SELECT 1 FROM qimen_sync_job older
                 WHERE older.company_id = job.company_id
@@ -34,30 +29,29 @@ def due_query(now):
                OFFSET 0)
          ORDER BY job.id
         """,
-        now=now,
+        condition=condition,
         waiting=BLOCKING_JOB_STATES,
+    )
+
+
+def due_query(now):
+    """Due jobs at the head of their order's queue; a company whose sync is disabled (or
+    neutralized), or paused by its breaker, sends nothing."""
+    return _heads_of_their_orders(
+        SQL(
+            """job.next_attempt <= %s
+               AND job.company_id IN (SELECT id FROM res_company WHERE qimen_enabled)
+               AND job.company_id NOT IN (
+                   SELECT company_id FROM qimen_sync_health WHERE state = 'paused')""",
+            now,
+        )
     )
 
 
 def probe_query(company):
-    """The job a paused company's probe sends: its oldest waiting job at the head of its
-    order's queue, due or not (its backoff is the breaker's now)."""
-    return SQL(
-        """
-        SELECT job.id FROM qimen_sync_job job
-         WHERE job.state IN ('pending', 'failed') AND job.company_id = %(company)s
-           AND NOT EXISTS (
-               SELECT 1 FROM qimen_sync_job older
-                WHERE older.company_id = job.company_id
-                  AND older.bill_code = job.bill_code
-                  AND older.id < job.id
-                  AND older.state IN %(waiting)s
-               OFFSET 0)
-         ORDER BY job.id
-        """,
-        company=company,
-        waiting=BLOCKING_JOB_STATES,
-    )
+    """The job a paused company's probe sends: its oldest job at the head of its order's
+    queue, due or not (its backoff is the breaker's now)."""
+    return _heads_of_their_orders(SQL("job.company_id = %s", company))
 
 
 def claim_query(now, lease, due=None):
