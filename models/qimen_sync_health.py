@@ -62,6 +62,7 @@ class QimenSyncHealth(models.Model):
     # the current streak of the company's failures: [[job id, bill code], ...]
     failing_jobs = fields.Json(readonly=True)
     alert_activity_id = fields.Many2one("mail.activity", readonly=True, ondelete="set null")
+    alerted = fields.Boolean(readonly=True, help="The current incident's to-do was sent.")
     dead_activity_id = fields.Many2one("mail.activity", readonly=True, ondelete="set null")
 
     _sql_constraints = [
@@ -138,6 +139,7 @@ class QimenSyncHealth(models.Model):
                 "probes": 0,
                 "resumed_at": False,
                 "failing_jobs": False,
+                "alerted": False,
             }
         )
         self.env.cr.execute(
@@ -295,9 +297,12 @@ class QimenSyncHealth(models.Model):
         if activity:
             activity.write({"summary": summary, "note": note})
             return
+        if self.alerted:  # the manager marked it done: not again until the next incident
+            return
         self.alert_activity_id = self.activity_schedule(
             "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
         )
+        self.alerted = True
 
     def _advice(self, env):
         return {

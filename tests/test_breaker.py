@@ -69,6 +69,12 @@ class TestBreaker(QimenPosCase):
         self.assertEqual((health.state, health.probes, health.probe_interval), ("paused", 1, 60))
         self.assertEqual(self.alerts(), alert, "the same to-do, kept up to date")
         self.assertIn("1 tries failed", str(alert.note))
+        # marked done by a manager while paused, it is not sent again for this incident
+        alert.with_user(alert.user_id).action_feedback(feedback="we know")
+        self.probe_due()
+        self.dispatch_quietly()
+        self.assertEqual((health.probes, len(self.sandbox.calls())), (2, 7))
+        self.assertFalse(self.alerts())
         self.assertEqual(set(self.all_jobs.mapped("attempts")), {0})
         # the gateway is back: the next probe goes through, and everything follows
         self.sandbox.clear()
@@ -76,8 +82,17 @@ class TestBreaker(QimenPosCase):
         self.dispatch_quietly()
         self.assertEqual(health.state, "running")
         self.assert_sent_in_order()
-        self.assertFalse(self.alerts(), "closed once what waited was sent")
-        feedback = health.message_ids.filtered(lambda m: "Resumed after" in str(m.body))
+
+    def test_the_alert_is_closed_with_a_note_once_what_waited_was_sent(self):
+        self.sandbox.add_fault("http500")
+        self.dispatch_quietly()
+        (alert,) = self.alerts()
+        self.sandbox.clear()
+        self.probe_due()
+        self.dispatch_quietly()
+        self.assert_sent_in_order()
+        self.assertFalse(alert.exists(), "closed once what waited was sent")
+        feedback = self.health().message_ids.filtered(lambda m: "Resumed after" in str(m.body))
         self.assertEqual(len(feedback), 1)
         self.assertIn("12 updates sent", str(feedback.body))
 
@@ -114,14 +129,29 @@ class TestBreaker(QimenPosCase):
         for order in self.orders[:3]:
             self.assertIn(order.qimen_bill_code, str(summary.note))
         self.assertFalse(self.orders[0].activity_ids, "no to-do per order")
-        # an hour later, the next dead update opens a new summary
-        self.env.cr.execute(
-            "UPDATE mail_activity SET create_date = %s WHERE id = %s",
-            [fields.Datetime.now() - timedelta(hours=2), summary.id],
-        )
-        summary.invalidate_recordset()
+        # the manager it is for reads it and marks it done (POS managers only read the
+        # company's sync health)
+        summary.with_user(summary.user_id).action_feedback(feedback="fixed the SKUs")
+        self.assertFalse(summary.exists())
+        # the next dead update opens a new summary (the last one is done)
         late = self.paid_order()
         self.sandbox.add_fault("failure", bill_codes=[late.qimen_bill_code])
+        self.dispatch_quietly()
+        (second,) = self.alerts()
+        self.assertIn(late.qimen_bill_code, str(second.note))
+        # within the hour, a later one joins it; an hour later, a new summary
+        later = self.paid_order()
+        self.sandbox.add_fault("failure", bill_codes=[later.qimen_bill_code])
+        self.dispatch_quietly()
+        self.assertEqual(self.alerts(), second)
+        self.assertIn(later.qimen_bill_code, str(second.note))
+        self.env.cr.execute(
+            "UPDATE mail_activity SET create_date = %s WHERE id = %s",
+            [fields.Datetime.now() - timedelta(hours=2), second.id],
+        )
+        second.invalidate_recordset()
+        last = self.paid_order()
+        self.sandbox.add_fault("failure", bill_codes=[last.qimen_bill_code])
         self.dispatch_quietly()
         self.assertEqual(len(self.alerts()), 2)
 
