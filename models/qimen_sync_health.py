@@ -156,8 +156,8 @@ class QimenSyncHealth(models.Model):
         self._alert()
 
     def _probe_failed(self, kind, error):
-        """A call failed while paused (a probe, or a lane's call taken before the pause):
-        the next probe waits twice as long, up to the maximum."""
+        """The paused company's probe failed: the next one waits twice as long, up to the
+        maximum, and the alert says so."""
         interval = min(max(self.probe_interval, PROBE_FIRST_SECONDS) * 2, PROBE_MAX_SECONDS)
         self.write(
             {
