@@ -12,6 +12,20 @@ APP_KEY = "pos-app-1"
 APP_SECRET = "pos-secret-不可泄露-42"
 
 
+def remove_committed_orders(cr, prefix):
+    """Delete what a test committed for the orders whose POS reference starts with
+    ``prefix``: their jobs, notes, to-dos, followers and the orders themselves."""
+    cr.execute("SELECT id FROM pos_order WHERE pos_reference LIKE %s", [prefix + "%"])
+    orders = tuple(row[0] for row in cr.fetchall()) or (0,)
+    cr.execute("DELETE FROM qimen_sync_job WHERE bill_code LIKE %s", [prefix + "%"])
+    cr.execute("DELETE FROM mail_message WHERE model = 'pos.order' AND res_id IN %s", [orders])
+    cr.execute("DELETE FROM mail_activity WHERE res_model = 'pos.order' AND res_id IN %s", [orders])
+    cr.execute(
+        "DELETE FROM mail_followers WHERE res_model = 'pos.order' AND res_id IN %s", [orders]
+    )
+    cr.execute("DELETE FROM pos_order WHERE id IN %s", [orders])
+
+
 class LoopbackRequests:
     """Let loopback calls (the sandbox gateway) through with the client's own (connect,
     read) timeouts; Odoo 18's default handler cannot compare a timeout tuple."""

@@ -26,7 +26,7 @@ from odoo.tools import config
 from ..qimen.client import QimenClient, SendResult
 from ..qimen.responses import PERMANENT
 from ..qimen.sandbox import SandboxGateway
-from .common import APP_KEY, APP_SECRET, LoopbackRequests
+from .common import APP_KEY, APP_SECRET, LoopbackRequests, remove_committed_orders
 
 JOB_LOGGER = "odoo.addons.pos_qimen_sync"  # the job model and the dispatch package
 SETTINGS = {
@@ -82,21 +82,7 @@ class TestConcurrency(LoopbackRequests, BaseCase):
     @classmethod
     def _remove_committed_data(cls):
         with cls.registry.cursor() as cr:
-            cr.execute("SELECT id FROM pos_order WHERE pos_reference LIKE %s", [cls.prefix + "%"])
-            orders = tuple(row[0] for row in cr.fetchall()) or (0,)
-            cr.execute("DELETE FROM qimen_sync_job WHERE bill_code LIKE %s", [cls.prefix + "%"])
-            cr.execute(
-                "DELETE FROM mail_message WHERE model = 'pos.order' AND res_id IN %s", [orders]
-            )
-            cr.execute(
-                "DELETE FROM mail_activity WHERE res_model = 'pos.order' AND res_id IN %s",
-                [orders],
-            )
-            cr.execute(
-                "DELETE FROM mail_followers WHERE res_model = 'pos.order' AND res_id IN %s",
-                [orders],
-            )
-            cr.execute("DELETE FROM pos_order WHERE id IN %s", [orders])
+            remove_committed_orders(cr, cls.prefix)
             cls._heal_company(cr)
             cr.execute("DELETE FROM pos_session WHERE id = %s", [cls.session_id])
             env = cls.env_of(cr)

@@ -17,7 +17,7 @@ from odoo.tools.safe_eval import safe_eval
 
 from ..const import EVENT_STATUS
 from ..sync_rules import recorded_events
-from .common import QimenPosCase
+from .common import QimenPosCase, remove_committed_orders
 
 REPORT = "qimen.sync.report"
 EVENTS = ("confirm", "pickup", "void", "complete")
@@ -115,17 +115,7 @@ class TestSyncReportCommitted(BaseCase):
     @classmethod
     def _remove_committed_data(cls):
         with cls.registry.cursor() as cr:
-            cr.execute("SELECT id FROM pos_order WHERE pos_reference LIKE %s", [cls.prefix + "%"])
-            orders = tuple(row[0] for row in cr.fetchall()) or (0,)
-            cr.execute("DELETE FROM qimen_sync_job WHERE bill_code LIKE %s", [cls.prefix + "%"])
-            cr.execute(
-                "DELETE FROM mail_message WHERE model = 'pos.order' AND res_id IN %s", [orders]
-            )
-            cr.execute(
-                "DELETE FROM mail_followers WHERE res_model = 'pos.order' AND res_id IN %s",
-                [orders],
-            )
-            cr.execute("DELETE FROM pos_order WHERE id IN %s", [orders])
+            remove_committed_orders(cr, cls.prefix)
             cr.execute("DELETE FROM pos_session WHERE id IN %s", [tuple(cls.session_ids) or (0,)])
             cls.env_of(cr)["pos.config"].browse(cls.config_ids).active = False
 
