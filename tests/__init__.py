@@ -1,3 +1,4 @@
+from . import python_ast_race  # first: see its docstring
 from . import test_install
 from . import test_outbound
 from . import test_dispatcher
