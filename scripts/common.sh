@@ -18,9 +18,41 @@ fi
 
 say() { printf '== %s\n' "$*"; }
 
+help_or_no_arguments() {  # --help: print the script's opening comment; refuse arguments
+  local script=$1; shift
+  case "${1:-}" in
+    "") return 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$script"; exit 0 ;;
+    *) echo "$(basename "$script"): unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+}
+
 odoo_available() {
   # importable with its dependencies (odoo.sql_db needs psycopg2), and version 18
   "$PY" -c 'import sys, odoo.sql_db, odoo.release as r; sys.exit(r.version_info[0] != 18)' 2>/dev/null
+}
+
+odoo_problem() {  # why Odoo 18 cannot run here, in a sentence that says what to do
+  local python; python=$(command -v "$PY" || echo "$PY")
+  "$PY" - "$python" <<'PY'
+import sys
+python = sys.argv[1]
+from importlib.util import find_spec
+spec = find_spec("odoo")
+if spec is None:
+    sys.exit(f"no Odoo is importable by the Python at {python}: install Odoo 18, or set "
+             "ODOO_PATH to its source tree")
+where = list(spec.submodule_search_locations or [spec.origin])[0]
+try:
+    import odoo.release as release
+    import odoo.sql_db  # noqa: F401 (imports Odoo's own dependencies)
+except ImportError as error:
+    sys.exit(f"the Python at {python} finds Odoo at {where} but cannot import "
+             f"{error.name or error}: set PYTHON to the Python that runs Odoo, or install "
+             "Odoo's requirements into this one")
+if release.version_info[0] != 18:
+    sys.exit(f"the Odoo at {where} is {release.version}: this addon needs 18")
+PY
 }
 
 pip_install() {  # install a requirements file when one of its modules is missing
@@ -67,22 +99,53 @@ as_pg_user() {  # PostgreSQL refuses to run as root: use an unprivileged account
   fi
 }
 
-pg_start() {
+pg_fail() {  # what went wrong, and what to do; pg_start returns 1 after it
+  echo "PostgreSQL: $*" >&2
+  return 1
+}
+
+pg_closed_folder() {  # the first folder on the way to $1 that the server's user cannot enter
+  local path=/ part
+  local IFS=/
+  for part in $1; do
+    [ -n "$part" ] || continue
+    path=${path%/}/$part
+    as_pg_user test -x "$path" 2>/dev/null || { echo "$path"; return 0; }
+  done
+  return 1
+}
+
+pg_start() {  # stops at the first failure, saying what to fix
   pg_ensure_installed || return 1
   local bin; bin=$(pg_bindir)
-  mkdir -p "$STATE"
-  chmod 755 "$STATE"
+  mkdir -p "$STATE" && chmod 755 "$STATE" \
+    || pg_fail "cannot create $STATE: set POS_QIMEN_STATE to a folder you may write" || return 1
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     say "creating a private PostgreSQL cluster in $PG_DIR"
     rm -rf "$PG_DIR"; mkdir -p "$PG_DIR"
-    [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR" 2>/dev/null || { id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres; chown postgres "$PG_DIR"; }
-    as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U "$PG_ROLE" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-    as_pg_user mkdir -p "$PG_SOCK"
+    if [ "$(id -u)" = 0 ]; then
+      id postgres >/dev/null 2>&1 || useradd --system --home-dir "$STATE" postgres
+      chown postgres "$PG_DIR"
+    fi
+    local closed
+    if closed=$(pg_closed_folder "$PG_DIR"); then
+      pg_fail "the server runs as user $(as_pg_user id -un), who cannot enter $closed" \
+        "(its permissions: $(stat -c %A "$closed")). Open it to other users" \
+        "(chmod o+x $closed), or set POS_QIMEN_STATE to a folder outside it" \
+        "(default: /tmp/pos_qimen_sync-\$UID)." || return 1
+    fi
+    as_pg_user "$bin/initdb" -D "$PG_DIR/data" -U "$PG_ROLE" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null \
+      || pg_fail "initdb failed in $PG_DIR/data (its message is above)" || return 1
+    as_pg_user mkdir -p "$PG_SOCK" || pg_fail "cannot create the socket folder $PG_SOCK" || return 1
   fi
   PG_STARTED_HERE=
   if ! as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
-    as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-      -o "-c listen_addresses='' -k $PG_SOCK -p $PG_PORT -c fsync=off -c full_page_writes=off" start >/dev/null
+    if ! as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+      -o "-c listen_addresses='' -k $PG_SOCK -p $PG_PORT -c fsync=off -c full_page_writes=off" start >/dev/null; then
+      tail -n 5 "$PG_DIR/server.log" >&2 2>/dev/null
+      pg_fail "the server did not start (above, from $PG_DIR/server.log); if port $PG_PORT" \
+        "is taken, set POS_QIMEN_PG_PORT" || return 1
+    fi
     PG_STARTED_HERE=1
   fi
   export PGHOST=$PG_SOCK PGPORT=$PG_PORT PGUSER=$PG_ROLE
@@ -113,7 +176,7 @@ CONF
 db_exists() { "$PG_BIN/psql" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$1'" | grep -q 1; }
 
 db_copy() {  # createdb -T plus the filestore
-  "$PG_BIN/createdb" -T "$1" "$2"
+  "$PG_BIN/createdb" -T "$1" "$2" || { echo "could not copy database $1 to $2 (above)" >&2; return 1; }
   if [ -d "$STATE/data/filestore/$1" ]; then
     mkdir -p "$STATE/data/filestore"; rm -rf "$STATE/data/filestore/$2"
     cp -r "$STATE/data/filestore/$1" "$STATE/data/filestore/$2"
