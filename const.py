@@ -1,5 +1,7 @@
 """Mappings between Odoo events and Qimen parameters (see README, status mapping)."""
 
+import re
+
 from .qimen.const import (
     GATEWAY_URL_PRODUCTION,
     GATEWAY_URL_TEST,
@@ -36,6 +38,10 @@ JOB_STATE_SELECTION = [
     ("cancelled", "Cancelled"),
 ]
 # Order events in the order they happen, as the back office lists them.
+# The till's order number in a POS reference: session-login-sequence, zero-padded. The
+# words before it ("Order", "订单") are translated by the till: not part of a bill code.
+POS_ORDER_NUMBER = re.compile(r"\d{5,}-\d{3,}-\d{4,}$")
+BILL_CODE_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,16}")
 ORDER_EVENTS = ("confirm", "pickup", "void", "complete")
 # A job's event: one of the order's own events, or a resend of the order's current state
 # (for an ERP that lost what it received), whose status is that state's.

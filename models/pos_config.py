@@ -1,6 +1,12 @@
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
+from ..const import BILL_CODE_PREFIX
 from .res_company import check_customerid
+
+# What a bill code looks like after the prefix, shown in the settings: the till's order
+# number (session, login, sequence).
+SAMPLE_ORDER_NUMBER = "00012-001-0003"
 
 
 class PosConfig(models.Model):
@@ -12,6 +18,12 @@ class PosConfig(models.Model):
     )
     qimen_sync_enabled = fields.Boolean(
         related="company_id.qimen_enabled", string="Qimen ERP Sync Enabled"
+    )
+    qimen_bill_code_prefix = fields.Char(
+        "ERP Bill Code Prefix",
+        help="Put before the till's order number in the bill code the ERP sees "
+        "(orderBillCode), e.g. a shop code: SH01- gives SH01-00012-001-0003. Letters, "
+        "digits, - and _, at most 16. Orders that already have a bill code keep it.",
     )
     qimen_refund_policy = fields.Selection(related="company_id.qimen_refund_policy")
     qimen_return_reason_id = fields.Many2one(
@@ -26,6 +38,19 @@ class PosConfig(models.Model):
     def _check_qimen_customerid(self):
         for config in self:
             check_customerid(self.env, config.qimen_customerid)
+
+    @api.constrains("qimen_bill_code_prefix")
+    def _check_qimen_bill_code_prefix(self):
+        for config in self:
+            if not BILL_CODE_PREFIX.fullmatch(config.qimen_bill_code_prefix or ""):
+                raise ValidationError(
+                    self.env._(
+                        "The ERP bill code prefix of %(shop)s may hold letters, digits, - and _ "
+                        "only, at most 16 (no spaces): %(prefix)s",
+                        shop=config.name,
+                        prefix=config.qimen_bill_code_prefix,
+                    )
+                )
 
     def write(self, vals):
         res = super().write(vals)

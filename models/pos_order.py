@@ -13,6 +13,7 @@ from ..const import (
     JOB_STATE_SELECTION,
     ORDER_EVENTS,
     POS_ORDER_FIELDS,
+    POS_ORDER_NUMBER,
     VOID_TYPE_SELECTION,
 )
 from ..sync_rules import (
@@ -64,8 +65,9 @@ class PosOrder(models.Model):
         readonly=False,
         index=True,
         copy=False,
-        help="Sent as orderBillCode; the POS reference unless the order came from the ERP. "
-        "It cannot change once an update of the order went out: the ERP knows the order by it.",
+        help="Sent as orderBillCode: the shop's bill code prefix and the till's order "
+        "number, the same in every language. It cannot change once an update of the order "
+        "went out: the ERP knows the order by it.",
     )
     qimen_job_ids = fields.One2many("qimen.sync.job", "order_id", string="Sync Jobs")
     qimen_callback_ids = fields.One2many("qimen.callback.log", "order_id", string="ERP Callbacks")
@@ -191,10 +193,14 @@ class PosOrder(models.Model):
         if not column_exists(cr, "pos_order", "qimen_bill_code"):
             create_column(cr, "pos_order", "qimen_bill_code", "varchar")
             cr.execute(  # refunds copy the refunded order's reference: not theirs to send
-                """UPDATE pos_order SET qimen_bill_code = pos_reference
+                """UPDATE pos_order
+                      SET qimen_bill_code = COALESCE(
+                              substring(pos_reference FROM %s),
+                              NULLIF(regexp_replace(pos_reference, '\\s', '', 'g'), ''))
                     WHERE NOT EXISTS (SELECT 1 FROM pos_order_line line
                                        WHERE line.order_id = pos_order.id
-                                         AND line.refunded_orderline_id IS NOT NULL)"""
+                                         AND line.refunded_orderline_id IS NOT NULL)""",
+                [POS_ORDER_NUMBER.pattern],
             )
         return super()._auto_init()
 
@@ -210,7 +216,19 @@ class PosOrder(models.Model):
     def _compute_qimen_bill_code(self):
         for order in self:
             if not order.qimen_bill_code:
-                order.qimen_bill_code = order.pos_reference or False
+                order.qimen_bill_code = order._qimen_default_bill_code()
+
+    def _qimen_default_bill_code(self):
+        """The shop's prefix and the till's order number (``00012-001-0003``), not the POS
+        reference: the till translates its first word ("Order", "订单"), so the ERP would
+        see one order format per language, with a space in it."""
+        self.ensure_one()
+        reference = self.pos_reference or ""
+        number = POS_ORDER_NUMBER.search(reference)
+        number = number.group(0) if number else "".join(reference.split())
+        if not number:
+            return False
+        return f"{self.config_id.qimen_bill_code_prefix or ''}{number}"
 
     @api.depends(
         "qimen_job_ids.state",
@@ -287,10 +305,12 @@ class PosOrder(models.Model):
         return [("id", "in" if operator in ("=", "in") else "not in", query)]
 
     @api.depends("qimen_erp_reported")
-    @api.depends_context("lang")
+    @api.depends_context("lang", "tz", "uid")
     def _compute_qimen_erp_reported_text(self):
         for order in self:
-            details = order._qimen_erp_details(order.qimen_erp_reported or {})
+            details = order._qimen_erp_details(
+                order.qimen_erp_reported or {}, tz=self.env.context.get("tz") or self.env.user.tz
+            )
             order.qimen_erp_reported_text = "\n".join(
                 f"{label}: {value}" for label, value in details
             )

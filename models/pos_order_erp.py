@@ -5,10 +5,12 @@ ERP reported kept apart from the store's facts, and a note on the order."""
 from markupsafe import Markup
 
 from odoo import api, fields, models
-from odoo.tools import SQL
+from odoo.tools import SQL, format_datetime
 
 from ..const import ORDER_WIRE_FIELDS
 from ..qimen.inbound import shipped_quantities, transition
+from ..qimen.timeutil import parse_gmt8_to_utc_naive
+from .pos_order_notices import erp_void_summary
 
 # what an ERP call reads of an order before it writes it
 ERP_ORDER_FIELDS = [
@@ -96,7 +98,7 @@ class PosOrder(models.Model):
         elif applied and status == "3" and self.state in ("paid", "done", "invoiced"):
             reason = params.get("zf_message")
             self._qimen_ask_manager(
-                lambda env: env._("Voided in the ERP: refund this order"),
+                erp_void_summary,
                 lambda env: env._(
                     "The ERP voided this paid order (%(reason)s). Odoo cannot cancel a "
                     "paid order: refund it in the Point of Sale.",
@@ -171,10 +173,12 @@ class PosOrder(models.Model):
             email_from=False,
         )
 
-    def _qimen_erp_details(self, params, shipped_lines=None):
+    def _qimen_erp_details(self, params, shipped_lines=None, tz=None):
         """``(label, value)`` of each field of an ERP call, named as its readers know it
         (the order's field labels, in the environment's language); its lines are summed
-        up from ``shipped_lines``, those they were matched into."""
+        up from ``shipped_lines``, those they were matched into. The ERP's times (China
+        time) are shown in the time zone ``tz``, or labelled GMT+8 without one (a note,
+        read in any zone)."""
         env = self.env
         field_names = {wire: name for name, wire in ORDER_WIRE_FIELDS.items()}
         field_names.update(cancle="qimen_cancelled", finish="qimen_finished")
@@ -200,5 +204,17 @@ class PosOrder(models.Model):
                 shown = dict(field._description_selection(env)).get(value, value)
             elif field.type == "boolean":  # the ERP's flags: cancle=1, finish=1
                 shown = env._("Yes") if str(value).lower() in ("1", "true") else env._("No")
+            elif field.type == "datetime":
+                shown = _erp_time(env, value, tz)
             details.append((field._description_string(env), shown))
         return details
+
+
+def _erp_time(env, value, tz):
+    """A time the ERP sent (GMT+8) in the zone ``tz``, else as sent, labelled GMT+8."""
+    if tz:
+        try:
+            return format_datetime(env, parse_gmt8_to_utc_naive(str(value)), tz=tz, dt_format=False)
+        except ValueError:
+            pass
+    return f"{value} (GMT+8)"

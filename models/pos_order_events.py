@@ -15,6 +15,7 @@ from odoo.tools import float_compare
 
 from .. import payload
 from ..sync_rules import RECORDED_EVENTS
+from .pos_order_notices import erp_void_summary
 
 _logger = logging.getLogger(__name__)
 
@@ -94,6 +95,11 @@ class PosOrder(models.Model):
         policy = self.company_id.qimen_refund_policy
         voided = self.browse()
         for original in self.refunded_order_id:
+            if original.qimen_erp_status == "3" and original._qimen_fully_refunded():
+                original._qimen_close_todo(
+                    erp_void_summary,
+                    lambda env: env._("Refunded: %s", self.name),
+                )
             if policy == "never" or original._qimen_voided():
                 continue
             if policy == "full" and not original._qimen_fully_refunded():
@@ -221,7 +227,7 @@ class PosOrder(models.Model):
             return None
         try:
             if not self.qimen_bill_code:  # a back-office order has no POS reference
-                self.qimen_bill_code = self.pos_reference or self.name
+                self.qimen_bill_code = self._qimen_default_bill_code() or self.name
             snapshot = (self, event, payload.build(self, event, changes))
         except Exception:
             _logger.exception("Qimen sync: no snapshot of order %s for %s", self.id, event)

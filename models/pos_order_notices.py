@@ -3,13 +3,20 @@
 from odoo import models
 
 
+def erp_void_summary(env):
+    """The to-do's summary when the ERP voids a paid order (closed once it is refunded)."""
+    return env._("Voided in the ERP: refund this order")
+
+
 class PosOrder(models.Model):
     _inherit = "pos.order"
 
     def _qimen_for_readers(self):
-        """The order in the language of its readers: the company's (the context key
-        ``qimen_reader_lang`` may give it)."""
-        lang = self.env.context.get("qimen_reader_lang") or self.company_id.partner_id.lang
+        """The order in the language of its readers: the company's POS managers (the
+        context key ``qimen_reader_lang`` may give it)."""
+        lang = self.env.context.get("qimen_reader_lang") or (
+            self.company_id.sudo()._qimen_readers_lang()
+        )
         return self.with_context(lang=lang or self.env.lang)
 
     def _qimen_ask_manager(self, summary, note):
@@ -18,10 +25,7 @@ class PosOrder(models.Model):
         ``summary`` and ``note`` are texts, or functions of an environment that give them
         in the language of the user the to-do is for."""
         self.ensure_one()
-        managers = self.env.ref("point_of_sale.group_pos_manager").users.filtered(
-            lambda u: self.company_id in u.company_ids and not u.share
-        )
-        user = managers.sorted("id")[:1] or self.user_id
+        user = self.company_id._qimen_managers()[:1] or self.user_id
         env = self.with_context(lang=user.lang or self.env.lang).env
         summary = summary(env) if callable(summary) else summary
         note = note(env) if callable(note) else note
@@ -30,3 +34,13 @@ class PosOrder(models.Model):
         self.activity_schedule(
             "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
         )
+
+    def _qimen_close_todo(self, summary, feedback):
+        """Mark done, with ``feedback`` as its note, the to-do :meth:`_qimen_ask_manager`
+        gave with ``summary`` (both functions of an environment): its cause is gone. The
+        texts are compared in the language of the user the to-do is for."""
+        for order in self:
+            for activity in order.sudo().activity_ids:
+                env = self.with_context(lang=activity.user_id.lang or self.env.lang).env
+                if activity.summary == summary(env):
+                    activity.with_env(env).sudo().action_feedback(feedback=feedback(env))

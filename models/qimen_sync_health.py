@@ -239,10 +239,7 @@ class QimenSyncHealth(models.Model):
     def _manager(self):
         """The POS manager the company's to-dos are for (the administrator if none)."""
         self.ensure_one()
-        managers = self.env.ref("point_of_sale.group_pos_manager").users.filtered(
-            lambda user: self.company_id in user.company_ids and not user.share
-        )
-        return managers.sorted("id")[:1] or self.env.ref("base.user_admin")
+        return self.company_id._qimen_managers()[:1] or self.env.ref("base.user_admin")
 
     def _waiting_count(self):
         self.env.cr.execute(
@@ -357,6 +354,43 @@ class QimenSyncHealth(models.Model):
                 )
             )
             health.alert_activity_id = False
+
+    @api.model
+    def _close_resolved_dead_summaries(self):
+        """Close each summary of dead updates once none of the company's dead updates
+        waits any more (each was sent after a retry or *Sync to ERP Now*, superseded or
+        cancelled): a to-do must not outlive its cause."""
+        summed_up = self.sudo().search([("dead_activity_id", "!=", False)])
+        if summed_up:
+            self.env["qimen.sync.job"].flush_model(["state", "dead_notified", "date_done"])
+        for health in summed_up:
+            activity = health.dead_activity_id
+            self.env.cr.execute(
+                SQL(
+                    """SELECT
+                         EXISTS (SELECT 1 FROM qimen_sync_job
+                                  WHERE company_id = %(company)s AND dead_notified
+                                    AND state IN ('pending', 'sending', 'failed', 'dead')),
+                         (SELECT count(*) FROM qimen_sync_job
+                           WHERE company_id = %(company)s AND dead_notified
+                             AND state = 'done' AND date_done >= %(since)s)""",
+                    company=health.company_id.id,
+                    since=activity.create_date,
+                )
+            )
+            still_dead, sent = self.env.cr.fetchone()
+            if still_dead:
+                continue
+            env = self.with_context(lang=activity.user_id.lang or self.env.lang).env
+            sent = f"{sent:,}"
+            activity.with_env(env).action_feedback(
+                feedback=env._(
+                    "Resolved: no update of this list waits any more (%(sent)s sent, the "
+                    "others superseded or cancelled).",
+                    sent=sent,
+                )
+            )
+            health.dead_activity_id = False
 
     @api.model
     def _note_dead(self, jobs):

@@ -98,7 +98,9 @@ class QimenSyncJob(models.Model):
             sent += Lane(jobs, transactions).run(claim_until, lease)
         else:
             sent += run_lanes(self.pool, self._lane_count(), claim_until, run_end, lease)
-        transactions.run(self.env["qimen.sync.health"]._close_drained_alerts)
+        health = self.env["qimen.sync.health"]
+        transactions.run(health._close_drained_alerts)
+        transactions.run(health._close_resolved_dead_summaries)
         remaining = len(self._due_ids(limit=1))
         if remaining:
             self._create_dispatch_trigger()  # a fresh run, with a fresh time budget

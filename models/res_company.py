@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..const import GATEWAY_PRESETS, MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
@@ -111,6 +111,24 @@ class ResCompany(models.Model):
             for company in self.filtered("qimen_enabled"):
                 self.env["qimen.sync.health"]._resume_company(company, "settings")
         return res
+
+    def _qimen_managers(self):
+        """The company's POS managers (internal users), oldest first: the company's
+        to-dos go to the first."""
+        self.ensure_one()
+        managers = self.env.ref("point_of_sale.group_pos_manager").sudo().users
+        return managers.filtered(lambda user: self in user.company_ids and not user.share).sorted(
+            "id"
+        )
+
+    @tools.ormcache("self.id")
+    def _qimen_readers_lang(self):
+        """The language of the company's notes about orders: that of its POS managers, who
+        read them (the first, who gets the to-dos), else the company's. Cached: it is read
+        on every ERP call; Odoo clears the cache when a user's language, groups or
+        companies change."""
+        manager = self._qimen_managers()[:1]
+        return manager.lang or self.partner_id.lang or False
 
     def _qimen_requeue_missed(self):
         """Once the settings are complete, queue what was missed while they were not."""

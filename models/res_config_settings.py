@@ -2,6 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..controllers.main import CALLBACK_ROUTE
+from .pos_config import SAMPLE_ORDER_NUMBER
 
 
 class ResConfigSettings(models.TransientModel):
@@ -47,6 +48,12 @@ class ResConfigSettings(models.TransientModel):
     pos_qimen_customerid = fields.Char(
         related="pos_config_id.qimen_customerid", readonly=False, string="Shop Customer ID"
     )
+    pos_qimen_customerid_label = fields.Char(compute="_compute_pos_qimen_shop")
+    pos_qimen_bill_code_prefix = fields.Char(
+        related="pos_config_id.qimen_bill_code_prefix", readonly=False
+    )
+    pos_qimen_bill_code_prefix_label = fields.Char(compute="_compute_pos_qimen_shop")
+    pos_qimen_bill_code_example = fields.Char("The ERP Sees", compute="_compute_pos_qimen_shop")
     pos_qimen_return_reason_id = fields.Many2one(
         related="pos_config_id.qimen_return_reason_id", readonly=False
     )
@@ -66,6 +73,19 @@ class ResConfigSettings(models.TransientModel):
             settings.qimen_gateway_url = company.with_context(
                 qimen_gateway=settings.qimen_gateway, qimen_custom_url=settings.qimen_custom_url
             )._qimen_gateway_url()
+
+    @api.depends("pos_config_id", "pos_qimen_bill_code_prefix")
+    def _compute_pos_qimen_shop(self):
+        """Labels that name the shop the page shows (chosen at its top), and the bill code
+        the ERP would see with the prefix being typed."""
+        for settings in self:
+            config = settings.pos_config_id
+            settings.pos_qimen_customerid_label = self.env._("Customer ID of %s", config.name)
+            settings.pos_qimen_bill_code_prefix_label = self.env._(
+                "Bill Code Prefix of %s", config.name
+            )
+            prefix = settings.pos_qimen_bill_code_prefix or ""
+            settings.pos_qimen_bill_code_example = prefix + SAMPLE_ORDER_NUMBER
 
     @api.depends("company_id")
     def _compute_qimen_callback_url(self):

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from lxml import etree
 
 from odoo import fields
@@ -38,7 +40,8 @@ class TestBackOffice(QimenPosCase):
         """The domain of the search filter ``name``, evaluated as the web client does."""
         search = self.arch(model, "search")
         (node,) = search.xpath(f"//filter[@name='{name}']")
-        return safe_eval(node.get("domain"), {"context_today": fields.Date.context_today})
+        today = lambda: fields.Date.context_today(self.env.user)  # noqa: E731
+        return safe_eval(node.get("domain"), {"context_today": today})
 
     def test_a_manager_finds_orders_and_updates_by_their_state(self):
         """The back office's filters select what their names say, for a POS manager."""
@@ -72,6 +75,34 @@ class TestBackOffice(QimenPosCase):
         self.dispatch()
         self.assertEqual(failed.qimen_sync_state, "synced")
 
+    def test_the_queue_opens_on_every_update_of_today(self):
+        """On a healthy system the queue must not look empty: it opens on today's updates,
+        whatever their state, and says so."""
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "pos_qimen_sync.qimen_sync_job_action"
+        )
+        defaults = {
+            key[len("search_default_") :]
+            for key, value in safe_eval(action["context"]).items()
+            if key.startswith("search_default_") and value
+        }
+        self.assertEqual(defaults, {"filter_queued_today"})
+        self.assertIn("Queued Today", action["help"])
+        done = self.paid_order()
+        self.dispatch()
+        self.dispatch()
+        self.assertEqual(self.jobs(done).mapped("state"), ["done", "done"])
+        yesterday = self.paid_order()
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE qimen_sync_job SET create_date = %s WHERE id IN %s",
+            [fields.Datetime.now() - timedelta(days=1), tuple(self.jobs(yesterday).ids)],
+        )
+        self.env.invalidate_all()
+        listed = self.Job.search(self.filter_domain("qimen.sync.job", "filter_queued_today"))
+        self.assertTrue(self.jobs(done) <= listed, "acknowledged updates are listed")
+        self.assertFalse(self.jobs(yesterday) & listed)
+
     def test_settings_round_trip_per_company(self):
         other = self.env["res.company"].create({"name": "Second Store Co"})
         settings = (
@@ -89,10 +120,18 @@ class TestBackOffice(QimenPosCase):
                     "qimen_refund_policy": "never",
                     "pos_config_id": self.config.id,
                     "pos_qimen_customerid": "SHOP-A",
+                    "pos_qimen_bill_code_prefix": "A1-",
                 }
             )
         )
+        # the shop's fields say which shop they are of, and what the ERP will see
+        self.assertEqual(settings.pos_qimen_customerid_label, f"Customer ID of {self.config.name}")
+        self.assertEqual(
+            settings.pos_qimen_bill_code_prefix_label, f"Bill Code Prefix of {self.config.name}"
+        )
+        self.assertEqual(settings.pos_qimen_bill_code_example, "A1-00012-001-0003")
         settings.execute()
+        self.assertEqual(self.config.qimen_bill_code_prefix, "A1-")
         self.assertEqual(
             (
                 self.company.qimen_app_key,

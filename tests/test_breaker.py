@@ -155,6 +155,31 @@ class TestBreaker(QimenPosCase):
         self.dispatch_quietly()
         self.assertEqual(len(self.alerts()), 2)
 
+    def test_the_dead_summary_is_closed_once_no_update_of_it_waits(self):
+        first, second = self.orders[:2]
+        for order in (first, second):
+            self.sandbox.add_fault("failure", bill_codes=[order.qimen_bill_code])
+        self.dispatch_quietly()
+        (summary,) = self.alerts()
+        self.sandbox.clear()
+        first.action_qimen_sync_now()  # fixed in the ERP, sent again: sent
+        self.dispatch_quietly()
+        self.assertEqual(self.jobs(first).mapped("state"), ["done", "done"])
+        self.assertTrue(summary.exists(), "the second order's update still waits")
+        dead = self.jobs(second).filtered(lambda job: job.state == "dead")
+        dead.action_cancel()  # withdrawn by a manager
+        self.assertFalse(summary.exists(), "closed: nothing it listed waits any more")
+        feedback = self.health().message_ids.filtered(lambda m: "Resolved" in str(m.body))
+        self.assertEqual(len(feedback), 1)
+        self.assertIn("1 sent", str(feedback.body))
+        self.assertFalse(self.health().dead_activity_id)
+        # a later death opens a new summary
+        late = self.paid_order()
+        self.sandbox.add_fault("failure", bill_codes=[late.qimen_bill_code])
+        self.dispatch_quietly()
+        self.assertEqual(len(self.alerts()), 1)
+        self.assertNotEqual(self.alerts(), summary)
+
     def test_a_single_order_refused_by_the_gateway_dies_after_its_attempts(self):
         """A signature refused for one order only (its data, not the secret) is retried
         like a transient failure, and dies of its own attempts, pausing nothing."""

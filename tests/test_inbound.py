@@ -86,6 +86,18 @@ class TestInboundCallback(QimenCallbackCase):
         )
         self.assertIn("Tracking Number: SF1234567890", self.order.qimen_erp_reported_text)
 
+    def test_erp_times_are_shown_in_the_readers_zone_or_labelled(self):
+        """The ERP sends China time; Odoo shows times in its user's zone."""
+        self.call({"orderBillCode": self.bill, "status": "4", "finishDate": "2024-01-03 20:00:00"})
+        self.order.invalidate_recordset()
+        paris = self.order.with_context(tz="Europe/Paris").qimen_erp_reported_text
+        self.assertIn("13:00:00", paris)  # 20:00 GMT+8 is 12:00 UTC, 13:00 in Paris
+        self.assertNotIn("20:00", paris)
+        shanghai = self.order.with_context(tz="Asia/Shanghai").qimen_erp_reported_text
+        self.assertIn("20:00:00", shanghai)
+        note = self.order.message_ids.filtered(lambda m: "2024-01-03" in str(m.body))
+        self.assertIn("2024-01-03 20:00:00 (GMT+8)", str(note[:1].body), "a note: labelled")
+
     def test_void_of_a_draft_cancels_it_without_echo(self):
         draft = self.draft_order()
         response, reply = self.call(
@@ -123,6 +135,20 @@ class TestInboundCallback(QimenCallbackCase):
         self.assertIn("refund", activity.summary)
         self.assertIn("缺货", str(activity.note))
         self.assertTrue(activity.user_id.has_group("point_of_sale.group_pos_manager"))
+        # a partial refund leaves it open; the refund of the rest closes it with a note
+        first = self.order._refund()
+        first.lines.write({"qty": -1})
+        first.lines._onchange_amount_line_all()
+        first._compute_prices()
+        self.make_payment(first, self.cash_pm1, first.amount_total)
+        self.assertTrue(activity.exists() and activity.active, "half refunded: still to do")
+        rest = self.order._refund()
+        self.make_payment(rest, self.cash_pm1, rest.amount_total)
+        self.assertFalse(self.order.activity_ids, "done once the order is refunded")
+        done = self.order.message_ids.filtered(lambda m: rest.name in str(m.body))
+        self.assertEqual(len(done), 1)
+        self.assertIn("Refunded", str(done.body))
+        self.assertNotIn("void", self.jobs(self.order).mapped("event"), "the ERP voided it")
 
     # what a call is: replays, new content, transitions ----------------------------------
     def test_a_replay_changes_nothing(self):
@@ -226,9 +252,14 @@ class TestInboundCallback(QimenCallbackCase):
         self.env["res.lang"]._activate_lang("zh_CN")
         self.env["ir.module.module"]._load_module_terms(["pos_qimen_sync"], ["zh_CN"])
 
-    def test_notes_are_in_the_company_language_with_field_labels(self):
+    def test_notes_are_in_the_managers_language_with_field_labels(self):
+        """The readers of the notes are the company's POS managers: their language, not
+        the company's (English here)."""
         self._chinese()
-        self.company.partner_id.lang = "zh_CN"
+        self.assertEqual(self.company.partner_id.lang, "en_US")
+        managers = self.company._qimen_managers()
+        self.assertTrue(managers)
+        managers[0].lang = "zh_CN"
         params = {"orderBillCode": self.bill, "status": "2", "shippingCode": "SF"}
         self.assertTrue(self.call(params)[1].ok)
         body = str(self.order.message_ids[0].body)

@@ -57,8 +57,8 @@ class TestOutboundTransitions(QimenPosCase):
         self.assertEqual(confirm.query["app_key"], "pos-app-1")
         self.assertEqual(confirm.query["target_app_key"], "erp-9")
         params = confirm.params
-        self.assertEqual(params["orderBillCode"], order.pos_reference)
-        self.assertEqual(order.qimen_bill_code, order.pos_reference)
+        self.assertEqual(f"Order {params['orderBillCode']}", order.pos_reference)
+        self.assertEqual(order.qimen_bill_code, params["orderBillCode"])
         self.assertEqual(params["status"], "1")
         self.assertEqual(params["customerid"], "STORE_ERP_01")
         self.assertEqual(params["confirm"], "1")
@@ -148,6 +148,43 @@ class TestOutboundTransitions(QimenPosCase):
         found, error = self.env["pos.order"]._qimen_find_by_bill_code(self.company, order.name)
         self.assertEqual((found, error), (order, None), "the ERP can call back about it")
 
+    def test_bill_code_is_the_tills_number_in_every_language(self):
+        """The till translates the first word of its reference: the ERP must not see it."""
+        if not self.config.current_session_id:
+            self.open_new_session()
+        english = self.create_ui_order_data([(self.product1, 1)], uuid="00003-001-0001")
+        chinese = self.create_ui_order_data([(self.product1, 1)], uuid="00003-004-0005")
+        chinese["name"] = "订单 00003-004-0005"
+        english, chinese = self._sync_order(english), self._sync_order(chinese)
+        self.assertEqual(english.pos_reference, "Order 00003-001-0001")
+        self.assertEqual(
+            (english.qimen_bill_code, chinese.qimen_bill_code), ("00003-001-0001", "00003-004-0005")
+        )
+        self.dispatch()
+        sent = {call.params["orderBillCode"] for call in self.sandbox.calls("accepted")}
+        self.assertEqual(sent, {"00003-001-0001", "00003-004-0005"})
+
+    def test_bill_code_prefix_of_the_shop(self):
+        if not self.config.current_session_id:
+            self.open_new_session()
+        before = self.paid_order()
+        code_before = before.qimen_bill_code
+        self.config.qimen_bill_code_prefix = "SH01-"
+        after = self.paid_order(uuid="00042-002-0007")
+        self.assertEqual(after.qimen_bill_code, "SH01-00042-002-0007")
+        self.assertEqual(before.qimen_bill_code, code_before, "an order keeps its code")
+        self.assertFalse(code_before.startswith("SH01-"))
+        self.dispatch()
+        sent = {call.params["orderBillCode"] for call in self.sandbox.calls("accepted")}
+        self.assertEqual(sent, {code_before, "SH01-00042-002-0007"})
+        # a reference that is not the till's: kept, without its spaces
+        other = self.create_ui_order_data([(self.product1, 1)])
+        other["name"] = "Imported 7 B"
+        self.assertEqual(self._sync_order(other).qimen_bill_code, "SH01-Imported7B")
+        for bad in ("SH 01", "店01", "X" * 17, "a/b"):
+            with self.subTest(prefix=bad), self.assertRaises(ValidationError):
+                self.config.qimen_bill_code_prefix = bad
+
     def test_cancelled_draft_is_voided_with_its_reason(self):
         order = self.draft_order()
         order.write({"qimen_void_type": "0", "qimen_void_reason": "不想买了"})
@@ -208,7 +245,7 @@ class TestOutboundTransitions(QimenPosCase):
         self.assertEqual(void.payload["status"], "3")
         self.assertEqual(void.payload["zf_type"], "0")
         self.assertIn(refund.name, void.payload["zf_message"])
-        self.assertEqual(void.payload["orderBillCode"], order.pos_reference)
+        self.assertEqual(void.payload["orderBillCode"], order.qimen_bill_code)
         # the unsent confirm and pickup are superseded by the void
         self.assertEqual(self.jobs(order).mapped("state"), ["superseded", "superseded", "pending"])
 

@@ -95,7 +95,7 @@ class TestVoidReasons(QimenPosCase):
         params = self.sent_void(order)
         self.assertEqual(params["zf_type"], "1")
         self.assertEqual(params["zf_message"], "缺货")
-        self.assertEqual(params["orderBillCode"], order.pos_reference)
+        self.assertEqual(params["orderBillCode"], order.qimen_bill_code)
         self.assertEqual(json.loads(params["extendProps"])["posOrder"], order.pos_reference)
 
     def test_each_order_gets_its_own_reason(self):
