@@ -112,7 +112,8 @@ class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
         self.dispatch_all()
         self.assertEqual((tea.qimen_sync_state, cake.qimen_sync_state), ("synced", "failed"))
         confirm = self.sandbox.calls("accepted")[0].params
-        self.assertEqual((confirm["orderBillCode"], confirm["status"]), (tea.pos_reference, "1"))
+        self.assertEqual((confirm["orderBillCode"], confirm["status"]), (tea.qimen_bill_code, "1"))
+        self.assertEqual(f"Order {tea.qimen_bill_code}", tea.pos_reference, "the number alone")
         self.start_pos_tour("QimenSyncBadgeTour", login="pos_user")
 
     def test_void_a_saved_draft_with_a_reason(self):
@@ -124,20 +125,36 @@ class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
         self.assertFalse(unsaved, "the order the server never saw never reached it")
         self.dispatch_all()
         voids = self.voids_sent()
-        self.assertEqual(set(voids), {"Order 09901-001-0001", "Order 09901-001-0002"})
-        first, second = voids["Order 09901-001-0001"], voids["Order 09901-001-0002"]
+        self.assertEqual(set(voids), {"09901-001-0001", "09901-001-0002"})
+        first, second = voids["09901-001-0001"], voids["09901-001-0002"]
         self.assertEqual((first["zf_type"], first["zf_message"]), ("1", "缺货"))
         self.assertEqual((second["zf_type"], second["zf_message"]), ("0", "顾客改主意了"))
         self.assertEqual(json.loads(first["extendProps"])["posOrder"], "Order 09901-001-0001")
         self.assertEqual(first["cancle"], "1")
         self.assertEqual(first["canceler"], self.pos_user.name)
 
+    def test_a_draft_saved_for_later_is_voided_with_a_reason_and_not_listed_as_paid(self):
+        """Trusted POS (Share Open Orders), as the demo sets it: the till saves drafts on
+        the server, and deleting one asks for the reason the ERP receives."""
+        self.config.trusted_config_ids = self.env["pos.config"].create(
+            {"name": "Qimen Trusted Shop", "module_pos_restaurant": False}
+        )
+        self.start_pos_tour("QimenSaveForLaterThenVoidTour", login="pos_user")
+        voided = self.env["pos.order"].search(
+            [("session_id", "=", self.pos_session.id), ("lines.product_id", "=", self.cake.id)]
+        )
+        self.assertEqual(voided.state, "cancel")
+        self.assertEqual((voided.qimen_void_type, voided.qimen_void_reason), ("1", "缺货"))
+        self.dispatch_all()
+        void = self.voids_sent()[voided.qimen_bill_code]
+        self.assertEqual((void["zf_type"], void["zf_message"]), ("1", "缺货"))
+
     def test_void_reason_survives_offline_mode(self):
         draft = self.saved_draft(self.cake, "Order 09901-001-0001")
         self.start_pos_tour("QimenOfflineVoidTour", login="pos_user")
         self.assertEqual(draft.state, "cancel", "cancelled once the till was back online")
         self.dispatch_all()
-        void = self.voids_sent()["Order 09901-001-0001"]
+        void = self.voids_sent()["09901-001-0001"]
         self.assertEqual((void["zf_type"], void["zf_message"]), ("1", "收银错误"))
 
     def test_refund_with_a_typed_reason(self):

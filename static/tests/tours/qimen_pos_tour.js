@@ -128,6 +128,65 @@ registry.category("web_tour.tours").add("QimenVoidSavedDraftTour", {
         ].flat(),
 });
 
+// A shop that shares its open orders (Trusted POS, as in the demo): the cashier saves an
+// order for later, then voids it from the Orders screen; it is no paid order after that.
+registry.category("web_tour.tours").add("QimenSaveForLaterThenVoidTour", {
+    steps: () =>
+        [
+            Chrome.startPoS(),
+            sellAndPay("Qimen Tea"),
+            ProductScreen.addOrderline("Qimen Cake", "1"),
+            {
+                content: "save the order for later: the server knows it",
+                trigger: ".product-screen button:has(> i.fa-upload):not([disabled])",
+                run: "click",
+            },
+            {
+                content: "saved: it has a server id",
+                trigger: ".product-screen",
+                run: async () => {
+                    await waitUntil(() =>
+                        posmodel.models["pos.order"].some(
+                            (o) => typeof o.id === "number" && o.amount_total === 24.68
+                        )
+                    );
+                },
+            },
+            Chrome.clickMenuOption("Orders"),
+            TicketScreen.deleteOrder("24.68"),
+            Dialog.is({ title: "Void" }),
+            pickReason("缺货"),
+            confirmReason(),
+            { trigger: negate(rowWith("24.68")) },
+            TicketScreen.selectFilter("Paid"),
+            { content: "the paid order is listed", trigger: rowWith("13.57") },
+            { content: "the voided one is not", trigger: negate(rowWith("24.68")) },
+            {
+                content: "and it stays unlisted once the cancellation came back",
+                trigger: ".ticket-screen",
+                run: async () => {
+                    await waitUntil(() =>
+                        posmodel.models["pos.order"].some(
+                            (o) => o.state === "cancel" && o.amount_total === 24.68
+                        )
+                    );
+                },
+            },
+            {
+                content: "the paid order is the only one listed under Paid",
+                trigger: rowWith("13.57"),
+                run: async () => {
+                    await new Promise((resolve) => setTimeout(resolve, 300)); // rendered
+                    const rows = [...document.querySelectorAll(".ticket-screen .orders .order-row")];
+                    const texts = rows.map((row) => row.innerText.replace(/\s+/g, " "));
+                    if (rows.length !== 1 || !texts[0].includes("13.57")) {
+                        throw new Error(`Paid lists more than the paid order: ${JSON.stringify(texts)}`);
+                    }
+                },
+            },
+        ].flat(),
+});
+
 registry.category("web_tour.tours").add("QimenRefundWithReasonTour", {
     steps: () =>
         [

@@ -9,6 +9,18 @@ patch(TicketScreen, {
 });
 
 patch(TicketScreen.prototype, {
+    /**
+     * A draft voided from this screen comes back from the server cancelled (the answer
+     * of action_pos_order_cancel is loaded): it is no paid order, as the server's own
+     * list of paid orders says. Offline it is gone from the till already.
+     */
+    getFilteredOrderList() {
+        const orders = super.getFilteredOrderList(...arguments);
+        if (this.state.filter !== "SYNCED") {
+            return orders;
+        }
+        return orders.filter((order) => order.state !== "cancel");
+    },
     async onFilterSelected(selectedFilter) {
         await super.onFilterSelected(...arguments);
         if (selectedFilter !== "SYNCED") {
