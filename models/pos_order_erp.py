@@ -211,10 +211,12 @@ class PosOrder(models.Model):
 
 
 def _erp_time(env, value, tz):
-    """A time the ERP sent (GMT+8) in the zone ``tz``, else as sent, labelled GMT+8."""
-    if tz:
-        try:
-            return format_datetime(env, parse_gmt8_to_utc_naive(str(value)), tz=tz, dt_format=False)
-        except ValueError:
-            pass
+    """A time the ERP sent (GMT+8) in the zone ``tz``, else as sent, labelled GMT+8 (the
+    callback checked its format: a value that does not parse is shown as sent)."""
+    try:
+        moment = parse_gmt8_to_utc_naive(str(value)) if tz else None
+    except ValueError:
+        moment = None
+    if moment:
+        return format_datetime(env, moment, tz=tz, dt_format=False)
     return f"{value} (GMT+8)"
