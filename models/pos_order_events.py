@@ -95,14 +95,15 @@ class PosOrder(models.Model):
         policy = self.company_id.qimen_refund_policy
         voided = self.browse()
         for original in self.refunded_order_id:
-            if original.qimen_erp_status == "3" and original._qimen_fully_refunded():
+            fully_refunded = original._qimen_fully_refunded()
+            if fully_refunded and original.qimen_erp_status == "3":  # the ERP's void done
                 original._qimen_close_todo(
                     erp_void_summary,
                     lambda env: env._("Refunded: %s", self.name),
                 )
             if policy == "never" or original._qimen_voided():
                 continue
-            if policy == "full" and not original._qimen_fully_refunded():
+            if policy == "full" and not fully_refunded:
                 continue
             void_type, reason = self._qimen_return_reason_for(original)
             original.write(
