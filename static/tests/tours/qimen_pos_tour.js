@@ -286,5 +286,18 @@ registry.category("web_tour.tours").add("QimenOfflineVoidTour", {
                     await waitUntil(() => posmodel.data.network.unsyncData.length === 0);
                 },
             },
+            TicketScreen.selectFilter("Paid"),
+            {
+                content: "the voided draft is no paid order either",
+                trigger: ".ticket-screen",
+                run: async () => {
+                    await new Promise((resolve) => setTimeout(resolve, 500)); // fetched
+                    const rows = [...document.querySelectorAll(".ticket-screen .orders .order-row")];
+                    const listed = rows.filter((row) => row.innerText.includes("09901-001-0001"));
+                    if (listed.length) {
+                        throw new Error(`the voided draft is listed under Paid: ${listed[0].innerText}`);
+                    }
+                },
+            },
         ].flat(),
 });
