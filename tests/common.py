@@ -1,8 +1,13 @@
+from datetime import date, datetime, time, timedelta, timezone
+from types import SimpleNamespace
 from urllib.parse import urlsplit
+
+from dateutil.relativedelta import relativedelta
 
 from odoo import fields
 from odoo.tests import tagged
 from odoo.tests.common import _super_send
+from odoo.tools.safe_eval import safe_eval
 
 from odoo.addons.point_of_sale.tests.common import TestPoSCommon
 
@@ -24,6 +29,35 @@ def remove_committed_orders(cr, prefix):
         "DELETE FROM mail_followers WHERE res_model = 'pos.order' AND res_id IN %s", [orders]
     )
     cr.execute("DELETE FROM pos_order WHERE id IN %s", [orders])
+
+
+class BrowserDateTime(datetime):
+    """``datetime.datetime`` as the web client's Python (py_js) offers it to a domain, in a
+    browser at UTC+8: ``now()`` is the browser's local time, ``to_utc()`` turns it back."""
+
+    OFFSET = timedelta(hours=8)
+
+    @classmethod
+    def now(cls, tz=None):
+        utc = datetime.now(timezone.utc)
+        return cls.combine(utc.date(), utc.time()) + cls.OFFSET
+
+    def to_utc(self):
+        return self - self.OFFSET
+
+
+def browser_eval(domain):
+    """Evaluate a search filter's domain as the web client does, in a UTC+8 browser."""
+    return safe_eval(
+        domain,
+        {
+            "datetime": SimpleNamespace(
+                datetime=BrowserDateTime, date=date, time=time, timedelta=timedelta
+            ),
+            "relativedelta": relativedelta,
+            "context_today": lambda: BrowserDateTime.now().date(),
+        },
+    )
 
 
 class LoopbackRequests:

@@ -1,15 +1,14 @@
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from lxml import etree
 
-from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.modules.neutralize import get_neutralization_queries
 from odoo.tests import Form, new_test_user, tagged
 from odoo.tools import mute_logger
 from odoo.tools.safe_eval import safe_eval
 
-from .common import APP_SECRET, QimenPosCase
+from .common import APP_SECRET, BrowserDateTime, QimenPosCase, browser_eval
 
 
 @tagged("post_install", "-at_install")
@@ -37,11 +36,10 @@ class TestBackOffice(QimenPosCase):
         return etree.fromstring(views["views"][view_type]["arch"])
 
     def filter_domain(self, model, name):
-        """The domain of the search filter ``name``, evaluated as the web client does."""
-        search = self.arch(model, "search")
-        (node,) = search.xpath(f"//filter[@name='{name}']")
-        today = lambda: fields.Date.context_today(self.env.user)  # noqa: E731
-        return safe_eval(node.get("domain"), {"context_today": today})
+        """The domain of the search filter ``name``, evaluated as the web client does (in
+        a UTC+8 browser)."""
+        (node,) = self.arch(model, "search").xpath(f"//filter[@name='{name}']")
+        return browser_eval(node.get("domain"))
 
     def test_a_manager_finds_orders_and_updates_by_their_state(self):
         """The back office's filters select what their names say, for a POS manager."""
@@ -77,7 +75,7 @@ class TestBackOffice(QimenPosCase):
 
     def test_the_queue_opens_on_every_update_of_today(self):
         """On a healthy system the queue must not look empty: it opens on today's updates,
-        whatever their state, and says so."""
+        whatever their state, and says so; today is the browser's (UTC+8 here)."""
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "pos_qimen_sync.qimen_sync_job_action"
         )
@@ -88,20 +86,28 @@ class TestBackOffice(QimenPosCase):
         }
         self.assertEqual(defaults, {"filter_queued_today"})
         self.assertIn("Queued Today", action["help"])
-        done = self.paid_order()
+        orders = [self.paid_order() for _index in range(3)]
         self.dispatch()
         self.dispatch()
-        self.assertEqual(self.jobs(done).mapped("state"), ["done", "done"])
-        yesterday = self.paid_order()
+        self.assertEqual(self.jobs(orders[0]).mapped("state"), ["done", "done"])
+        midnight = datetime.combine(BrowserDateTime.now().date(), time(0, 0))
+        queued_at = [  # browser time: 00:30 today (16:30 UTC the day before), 23:30 before
+            midnight + timedelta(minutes=30),
+            midnight - timedelta(minutes=30),
+        ]
         self.env.flush_all()
-        self.env.cr.execute(
-            "UPDATE qimen_sync_job SET create_date = %s WHERE id IN %s",
-            [fields.Datetime.now() - timedelta(days=1), tuple(self.jobs(yesterday).ids)],
-        )
+        for order, local in zip(orders[1:], queued_at, strict=True):
+            self.env.cr.execute(
+                "UPDATE qimen_sync_job SET create_date = %s WHERE id IN %s",
+                [local - BrowserDateTime.OFFSET, tuple(self.jobs(order).ids)],
+            )
         self.env.invalidate_all()
         listed = self.Job.search(self.filter_domain("qimen.sync.job", "filter_queued_today"))
-        self.assertTrue(self.jobs(done) <= listed, "acknowledged updates are listed")
-        self.assertFalse(self.jobs(yesterday) & listed)
+        self.assertEqual(
+            listed & self.Job.search([("order_id", "in", [o.id for o in orders])]),
+            self.jobs(orders[0]) | self.jobs(orders[1]),
+            "today's, acknowledged or not, from the browser's midnight",
+        )
 
     def test_settings_round_trip_per_company(self):
         other = self.env["res.company"].create({"name": "Second Store Co"})

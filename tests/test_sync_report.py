@@ -4,20 +4,17 @@ against each order's own fields, through the web client's calls, and in its filt
 
 import uuid
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
-from types import SimpleNamespace
+from datetime import date, datetime, time, timedelta
 
-from dateutil.relativedelta import relativedelta
 from lxml import etree
 
 from odoo import SUPERUSER_ID, api, fields
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, HttpCase, get_db_name, new_test_user, tagged
-from odoo.tools.safe_eval import safe_eval
 
 from ..const import EVENT_STATUS
 from ..sync_rules import recorded_events
-from .common import QimenPosCase, remove_committed_orders
+from .common import BrowserDateTime, QimenPosCase, browser_eval, remove_committed_orders
 
 REPORT = "qimen.sync.report"
 EVENTS = ("confirm", "pickup", "void", "complete")
@@ -169,35 +166,6 @@ class TestSyncReportCommitted(BaseCase):
         self.assertEqual(
             {s: n for (c, d, s), n in counted.items() if (c, d) == (shop, day)}, per_state
         )
-
-
-class BrowserDateTime(datetime):
-    """``datetime.datetime`` as the web client's Python (py_js) offers it to a domain, in a
-    browser at UTC+8: ``now()`` is the browser's local time, ``to_utc()`` turns it back."""
-
-    OFFSET = timedelta(hours=8)
-
-    @classmethod
-    def now(cls, tz=None):
-        utc = datetime.now(timezone.utc)
-        return cls.combine(utc.date(), utc.time()) + cls.OFFSET
-
-    def to_utc(self):
-        return self - self.OFFSET
-
-
-def browser_eval(domain):
-    """Evaluate a search filter's domain as the web client does, in a UTC+8 browser."""
-    return safe_eval(
-        domain,
-        {
-            "datetime": SimpleNamespace(
-                datetime=BrowserDateTime, date=date, time=time, timedelta=timedelta
-            ),
-            "relativedelta": relativedelta,
-            "context_today": lambda: BrowserDateTime.now().date(),
-        },
-    )
 
 
 class QimenReportCase(QimenPosCase):
