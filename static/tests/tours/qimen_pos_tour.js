@@ -286,12 +286,16 @@ registry.category("web_tour.tours").add("QimenOfflineVoidTour", {
                     await waitUntil(() => posmodel.data.network.unsyncData.length === 0);
                 },
             },
+            // a sale after it, so that the Paid list has a row to wait for
+            Chrome.createFloatingOrder(),
+            sellAndPay("Qimen Tea"),
+            Chrome.clickMenuOption("Orders"),
             TicketScreen.selectFilter("Paid"),
             {
-                content: "the voided draft is no paid order either",
-                trigger: ".ticket-screen",
+                content: "the voided draft is no paid order either (the paid one is listed)",
+                trigger: rowWith("13.57"),
                 run: async () => {
-                    await new Promise((resolve) => setTimeout(resolve, 500)); // fetched
+                    await new Promise((resolve) => setTimeout(resolve, 300)); // rendered
                     const rows = [...document.querySelectorAll(".ticket-screen .orders .order-row")];
                     const listed = rows.filter((row) => row.innerText.includes("09901-001-0001"));
                     if (listed.length) {
