@@ -125,7 +125,9 @@ NEXT_WAKE_QUERY = SQL(
             UNION ALL
            SELECT MIN(lease_until) FROM qimen_sync_job WHERE state = 'sending'
             UNION ALL
-           SELECT MIN(next_probe) FROM qimen_sync_health WHERE state = 'paused'
+           SELECT MIN(next_probe) FROM qimen_sync_health health
+             JOIN res_company company ON company.id = health.company_id
+            WHERE health.state = 'paused' AND company.qimen_enabled
        ) AS times WHERE at > (now() AT TIME ZONE 'UTC')"""
 )
 

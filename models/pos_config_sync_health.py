@@ -10,7 +10,7 @@ from odoo import api, fields, models
 from odoo.tools import SQL
 
 from ..const import BLOCKING_JOB_STATES
-from .qimen_sync_health import REASONS
+from .qimen_sync_health import REASONS, duration
 
 WAITING = ("pending", "sending", "failed")
 # what a figure of the card opens: the queue's search filters (one group: OR-ed)
@@ -113,7 +113,7 @@ class PosConfig(models.Model):
             paused = bool(record) and record.state == "paused"
             config.qimen_waiting_count = count
             config.qimen_oldest_wait = (
-                self.env._("oldest %s", _wait(self.env, now - oldest)) if oldest else False
+                self.env._("oldest %s", duration(self.env, now - oldest)) if oldest else False
             )
             config.qimen_dead_count = dead
             config.qimen_last_ack = acks.get(config.id, False)
@@ -157,14 +157,3 @@ class PosConfig(models.Model):
         )
         action.update(res_id=health.id, views=[(False, "form")], view_mode="form")
         return action
-
-
-def _wait(env, delta):
-    """How long an update has waited, as a manager reads it: minutes, hours, days."""
-    hours, minutes = divmod(int(delta.total_seconds() // 60), 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return env._("%(days)s d %(hours)s h", days=days, hours=hours)
-    if hours:
-        return env._("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
-    return env._("%s min", minutes)

@@ -211,14 +211,17 @@ class QimenSyncHealth(models.Model):
     def _probes_due(self):
         """The paused companies whose next probe is due, the probe taken: its time moves
         on by the longest a call can take, so that no other lane or server probes too. A
-        probe another server is taking is skipped, never waited for."""
+        probe another server is taking is skipped, never waited for. A company whose sync
+        is off is not probed (nor are its jobs due)."""
         now = fields.Datetime.now()
         query = SQL(
             """UPDATE qimen_sync_health
                   SET next_probe = %(later)s
-                WHERE id IN (SELECT id FROM qimen_sync_health
-                              WHERE state = 'paused' AND next_probe <= %(now)s
-                                FOR NO KEY UPDATE SKIP LOCKED)
+                WHERE id IN (SELECT health.id FROM qimen_sync_health health
+                               JOIN res_company company ON company.id = health.company_id
+                              WHERE health.state = 'paused' AND health.next_probe <= %(now)s
+                                AND company.qimen_enabled
+                                FOR NO KEY UPDATE OF health SKIP LOCKED)
             RETURNING company_id""",
             now=now,
             later=now + timedelta(seconds=self.env["qimen.sync.job"]._lease_seconds()),
@@ -229,11 +232,6 @@ class QimenSyncHealth(models.Model):
                 return [row[0] for row in self.env.cr.fetchall()]
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:  # taken and committed since we began
             return []
-
-    @api.model
-    def _next_probe_time(self):
-        self.env.cr.execute("SELECT MIN(next_probe) FROM qimen_sync_health WHERE state = 'paused'")
-        return self.env.cr.fetchone()[0]
 
     # -- alerts ---------------------------------------------------------------------
     def _manager(self):
@@ -326,25 +324,29 @@ class QimenSyncHealth(models.Model):
         ):
             self.env.cr.execute(
                 SQL(
-                    """SELECT
-                         EXISTS (SELECT 1 FROM qimen_sync_job
-                                  WHERE company_id = %(company)s
-                                    AND state IN ('pending', 'sending', 'failed')
-                                    AND create_date <= %(resumed)s),
-                         (SELECT count(*) FROM qimen_sync_job
-                           WHERE company_id = %(company)s AND state = 'done'
-                             AND create_date <= %(resumed)s AND date_done >= %(since)s)""",
-                    company=health.company_id.id,
-                    resumed=health.resumed_at,
-                    since=health.paused_since,
+                    """SELECT 1 FROM qimen_sync_job
+                        WHERE company_id = %s AND state IN ('pending', 'sending', 'failed')
+                          AND create_date <= %s LIMIT 1""",
+                    health.company_id.id,
+                    health.resumed_at,
                 )
             )
-            still_waiting, sent = self.env.cr.fetchone()
-            if still_waiting:
-                continue
+            if self.env.cr.fetchone():
+                continue  # counted only once, when the to-do closes
+            self.env.cr.execute(
+                SQL(
+                    """SELECT count(*) FROM qimen_sync_job
+                        WHERE company_id = %s AND state = 'done'
+                          AND create_date <= %s AND date_done >= %s""",
+                    health.company_id.id,
+                    health.resumed_at,
+                    health.paused_since,
+                )
+            )
+            sent = self.env.cr.fetchone()[0]
             user = health.alert_activity_id.user_id
             env = self.with_context(lang=user.lang or self.env.lang).env
-            lasted = _duration(env, health.resumed_at - health.paused_since)
+            lasted = duration(env, health.resumed_at - health.paused_since)
             sent = f"{sent:,}"
             health.alert_activity_id.with_env(env).action_feedback(
                 feedback=env._(
@@ -367,20 +369,24 @@ class QimenSyncHealth(models.Model):
             activity = health.dead_activity_id
             self.env.cr.execute(
                 SQL(
-                    """SELECT
-                         EXISTS (SELECT 1 FROM qimen_sync_job
-                                  WHERE company_id = %(company)s AND dead_notified
-                                    AND state IN ('pending', 'sending', 'failed', 'dead')),
-                         (SELECT count(*) FROM qimen_sync_job
-                           WHERE company_id = %(company)s AND dead_notified
-                             AND state = 'done' AND date_done >= %(since)s)""",
-                    company=health.company_id.id,
-                    since=activity.create_date,
+                    """SELECT 1 FROM qimen_sync_job
+                        WHERE company_id = %s AND dead_notified
+                          AND state IN ('pending', 'sending', 'failed', 'dead') LIMIT 1""",
+                    health.company_id.id,
                 )
             )
-            still_dead, sent = self.env.cr.fetchone()
-            if still_dead:
-                continue
+            if self.env.cr.fetchone():
+                continue  # counted only once, when the to-do closes
+            self.env.cr.execute(
+                SQL(
+                    """SELECT count(*) FROM qimen_sync_job
+                        WHERE company_id = %s AND dead_notified AND state = 'done'
+                          AND date_done >= %s""",
+                    health.company_id.id,
+                    activity.create_date,
+                )
+            )
+            sent = self.env.cr.fetchone()[0]
             env = self.with_context(lang=activity.user_id.lang or self.env.lang).env
             sent = f"{sent:,}"
             activity.with_env(env).action_feedback(
@@ -420,9 +426,13 @@ class QimenSyncHealth(models.Model):
             )
 
 
-def _duration(env, delta):
-    minutes = int(delta.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
+def duration(env, delta):
+    """How long something lasted (an update waited, sending paused), as a manager reads
+    it: minutes, hours, days."""
+    hours, minutes = divmod(int(delta.total_seconds() // 60), 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return env._("%(days)s d %(hours)s h", days=days, hours=hours)
     if hours:
         return env._("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
     return env._("%s min", minutes)

@@ -242,7 +242,7 @@ class QimenSyncJob(models.Model):
             cancellable, self.env._("Only pending, failed or dead updates can be cancelled.")
         )
         cancellable.sudo().write({"state": "cancelled", "next_attempt": False})
-        self.env["qimen.sync.health"]._close_resolved_dead_summaries()
+        self.env["qimen.sync.health"].sudo()._close_resolved_dead_summaries()
         return self._notice_left_alone(self - cancellable)
 
     def _describe_states(self):

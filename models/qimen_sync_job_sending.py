@@ -232,8 +232,10 @@ class QimenSyncJob(models.Model):
             return
         kind = _failure_kind(claim, result)
         health = self.env["qimen.sync.health"]
-        if kind in (None, ORDER) and claim.company_unwell:
-            # the gateway answered and took our credentials: the company is well
+        answered = bool(result.http_status) and not claim.crashed
+        if kind in (None, ORDER) and claim.company_unwell and answered:
+            # the gateway answered and took our credentials: the company is well (a job
+            # refused before its call, or a bug of ours, tells nothing of the gateway)
             health._locked(claim.company_id)._heal()
         if result.ok:
             return

@@ -1,13 +1,16 @@
 from datetime import timedelta
+from unittest.mock import patch
 
 from odoo import fields
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..qimen import QimenClient
 from .common import APP_SECRET, QimenPosCase
 
 SENDING_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"
 HEALTH_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_health"
+LANES_LOGGER = "odoo.addons.pos_qimen_sync.dispatch.lanes"
 
 
 @tagged("post_install", "-at_install")
@@ -81,6 +84,43 @@ class TestBreaker(QimenPosCase):
         self.probe_due()
         self.dispatch_quietly()
         self.assertEqual(health.state, "running")
+        self.assert_sent_in_order()
+
+    def test_a_probe_that_crashes_before_any_answer_does_not_resume(self):
+        """A bug of ours (or data refused before the call) tells nothing of the gateway."""
+        self.sandbox.add_fault("http500")
+        self.dispatch_quietly()
+        self.sandbox.clear()
+        self.probe_due()
+        with (
+            patch.object(QimenClient, "call", side_effect=RuntimeError("a bug")),
+            mute_logger(LANES_LOGGER),
+        ):
+            self.dispatch_quietly()
+        health = self.health()
+        self.assertEqual(health.state, "paused")
+        crashed = self.all_jobs.filtered(lambda job: "Unexpected error" in (job.last_error or ""))
+        self.assertEqual(len(crashed), 1, "the probe ran, and crashed")
+        self.assertFalse(self.sandbox.calls())
+        self.probe_due()
+        self.dispatch_quietly()  # the real gateway, back
+        self.assertEqual(health.state, "running")
+        self.assert_sent_in_order()
+
+    def test_a_company_whose_sync_is_off_is_not_probed(self):
+        self.sandbox.add_fault("http500")
+        self.dispatch_quietly()
+        health = self.health()
+        self.assertEqual(health.state, "paused")
+        self.company.qimen_enabled = False
+        self.sandbox.clear()
+        self.probe_due()
+        self.dispatch_quietly()
+        self.assertEqual(self.sandbox.calls(), [], "no call while its sync is off")
+        self.assertEqual((health.state, health.probes), ("paused", 0))
+        self.company.qimen_enabled = True  # saved: sending resumes, in order
+        self.assertEqual(health.state, "running")
+        self.dispatch_quietly()
         self.assert_sent_in_order()
 
     def test_the_alert_is_closed_with_a_note_once_what_waited_was_sent(self):
@@ -167,7 +207,15 @@ class TestBreaker(QimenPosCase):
         self.assertEqual(self.jobs(first).mapped("state"), ["done", "done"])
         self.assertTrue(summary.exists(), "the second order's update still waits")
         dead = self.jobs(second).filtered(lambda job: job.state == "dead")
-        dead.action_cancel()  # withdrawn by a manager
+        manager = new_test_user(  # a manager the to-do is not for
+            self.env,
+            "qimen_other_manager",
+            groups="point_of_sale.group_pos_manager",
+            company_id=self.company.id,
+            company_ids=[(6, 0, self.company.ids)],
+        )
+        self.assertNotEqual(summary.user_id, manager)
+        dead.with_user(manager).action_cancel()  # withdrawn
         self.assertFalse(summary.exists(), "closed: nothing it listed waits any more")
         feedback = self.health().message_ids.filtered(lambda m: "Resolved" in str(m.body))
         self.assertEqual(len(feedback), 1)
