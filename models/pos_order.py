@@ -9,6 +9,7 @@ from odoo.tools import SQL
 from odoo.tools.sql import column_exists, create_column
 
 from ..const import (
+    BLOCKING_JOB_STATES,
     ERP_STATUS_SELECTION,
     JOB_STATE_SELECTION,
     ORDER_EVENTS,
@@ -252,7 +253,15 @@ class PosOrder(models.Model):
         ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
         if ids:
             self.env["qimen.sync.job"].flush_model(
-                ["order_id", "event", "state", "attempts", "last_error", "date_done"]
+                [
+                    "order_id",
+                    "event",
+                    "state",
+                    "attempts",
+                    "last_error",
+                    "date_done",
+                    "last_request",
+                ]
             )
             self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
             self.env.cr.execute(
@@ -296,9 +305,21 @@ class PosOrder(models.Model):
         if operator not in ("=", "!=", "in", "not in"):
             raise UserError(self.env._("Unsupported search on the ERP sync state."))
         states = (value,) if isinstance(value, str) or not value else tuple(value)
+        self.env["qimen.sync.job"].flush_model(["order_id", "event", "state"])
+        self.flush_model(["qimen_config_error", *RECORDED_FIELDS])
+        candidates = SQL("TRUE")
+        if set(states) <= {"failed", "pending"}:  # only orders with a job that waits, or
+            # with settings missing: along the partial index of the waiting jobs, not a
+            # probe of every order of the database
+            candidates = SQL(
+                """(o.qimen_config_error IS NOT NULL OR o.id IN (
+                       SELECT order_id FROM qimen_sync_job WHERE state IN %s))""",
+                BLOCKING_JOB_STATES,
+            )
         query = SQL(
-            "(SELECT o.id FROM pos_order o CROSS JOIN %s WHERE %s IN %s)",
+            "(SELECT o.id FROM pos_order o CROSS JOIN %s WHERE %s AND %s IN %s)",
             job_facts_sql("o"),
+            candidates,
             sync_state_sql("o"),
             states,
         )
