@@ -173,7 +173,7 @@ class QimenCallbackHandler(models.AbstractModel):
             )
         company_id = candidates[0][0]
         # the call acts for this company (env.company, without reading the public user),
-        # and writes its notes in its readers' language (cached: no query)
+        # and writes its notes in its readers' language
         company = self.env["res.company"].sudo().browse(company_id)
         lang = company._qimen_readers_lang()
         return company.with_context(allowed_company_ids=[company_id], qimen_reader_lang=lang)

@@ -1,5 +1,6 @@
-from odoo import api, fields, models, tools
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.tools import SQL
 
 from ..const import GATEWAY_PRESETS, MAX_CONNECT_TIMEOUT, MAX_READ_TIMEOUT
 from ..qimen import QimenClient
@@ -121,14 +122,37 @@ class ResCompany(models.Model):
             "id"
         )
 
-    @tools.ormcache("self.id")
     def _qimen_readers_lang(self):
         """The language of the company's notes about orders: that of its POS managers, who
-        read them (the first, who gets the to-dos), else the company's. Cached: it is read
-        on every ERP call; Odoo clears the cache when a user's language, groups or
-        companies change."""
-        manager = self._qimen_managers()[:1]
-        return manager.lang or self.partner_id.lang or False
+        read them (the first, as :meth:`_qimen_managers` orders them, who gets the
+        to-dos), else the company's. One query: it runs on every ERP call (a cache would
+        outlive a manager added in the group's form)."""
+        self.ensure_one()
+        self.env["res.partner"].flush_model(["lang"])
+        self.env["res.users"].flush_model(
+            ["active", "share", "partner_id", "groups_id", "company_ids"]
+        )
+        self.env.cr.execute(
+            SQL(
+                """SELECT COALESCE(
+                       (SELECT manager.lang
+                          FROM res_groups_users_rel member
+                          JOIN res_users users ON users.id = member.uid
+                          JOIN res_company_users_rel allowed
+                            ON allowed.user_id = users.id AND allowed.cid = company.id
+                          JOIN res_partner manager ON manager.id = users.partner_id
+                         WHERE member.gid = %s AND users.active AND NOT users.share
+                         ORDER BY users.id LIMIT 1),
+                       partner.lang)
+                     FROM res_company company
+                     JOIN res_partner partner ON partner.id = company.partner_id
+                    WHERE company.id = %s""",
+                self.env.ref("point_of_sale.group_pos_manager").id,
+                self.id,
+            )
+        )
+        row = self.env.cr.fetchone()
+        return row[0] if row else False
 
     def _qimen_requeue_missed(self):
         """Once the settings are complete, queue what was missed while they were not."""
