@@ -12,7 +12,12 @@ from psycopg2.extras import Json
 from odoo import api, fields, models
 from odoo.tools import SQL
 
-from ..const import LEASE_MARGIN_SECONDS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS
+from ..const import (
+    LEASE_MARGIN_SECONDS,
+    PROBE_MAX_SECONDS,
+    RETRY_BASE_SECONDS,
+    RETRY_MAX_SECONDS,
+)
 from ..dispatch import budget
 from ..dispatch.lanes import (
     Claim,
@@ -32,7 +37,7 @@ from ..dispatch.queue_sql import (
     probe_query,
 )
 from ..qimen import QimenValidationError, SendResult
-from ..qimen.health import ORDER, failure_kind
+from ..qimen.health import ORDER, SYSTEMIC_KINDS, failure_kind
 from ..qimen.request import build_salesorder_update
 from ..qimen.responses import PERMANENT
 from ..qimen.text import storable
@@ -254,10 +259,12 @@ class QimenSyncJob(models.Model):
             vals.update(last_error=error, sending_since=False, lease_until=False)
             job.write(dict(vals, state="failed", attempts=job.attempts - 1, next_attempt=retry_at))
             return
-        # the company's kind of failure, below the breaker's threshold: retried, so that
-        # it never kills an update by itself (a failure of this order alone still runs
-        # out of attempts)
-        job._record_failure(result.transient or kind != ORDER, error, vals)
+        # the company's kind of failure, below the breaker's threshold: retried, and it
+        # kills the update only once the company's other orders got through meanwhile
+        # (then it is this order's)
+        job._record_failure(
+            result.transient or kind != ORDER, error, vals, systemic=kind in SYSTEMIC_KINDS
+        )
 
     def _log_taken_back(self, claim, result):
         _logger.warning(
@@ -266,16 +273,25 @@ class QimenSyncJob(models.Model):
             result.describe(),
         )
 
-    def _record_failure(self, transient, error, vals=None):
-        """A failed attempt: retry later with backoff, or give up (dead)."""
+    def _record_failure(self, transient, error, vals=None, systemic=False):
+        """A failed attempt: retry later with backoff, or give up (dead).
+
+        ``systemic``: the failure was of the company's kind (no answer, a gateway error,
+        credentials refused) without pausing the company (too few orders wait to tell,
+        as in a quiet shop at night). Such an update does not die of it while none of
+        the company's updates got through since it was queued: it is retried at most
+        every ``PROBE_MAX_SECONDS``, as a paused company's probe would be."""
         vals = dict(vals or {}, last_error=error, sending_since=False, lease_until=False)
         for job in self:
             max_attempts = job.company_id.qimen_max_attempts or 1
+            base = self._retry_base_seconds()
+            delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_MAX_SECONDS)
+            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
             if transient and job.attempts < max_attempts:
-                base = self._retry_base_seconds()
-                delay = min(base * 2 ** max(job.attempts - 1, 0), RETRY_MAX_SECONDS)
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
                 at = fields.Datetime.now() + timedelta(seconds=delay)
+                job.write(dict(vals, state="failed", next_attempt=at))
+            elif transient and systemic and not job._company_got_through():
+                at = fields.Datetime.now() + timedelta(seconds=min(delay, PROBE_MAX_SECONDS))
                 job.write(dict(vals, state="failed", next_attempt=at))
             else:
                 job.write(dict(vals, state="dead", next_attempt=False))
@@ -284,6 +300,27 @@ class QimenSyncJob(models.Model):
                 "Qimen sync: job %s (%s) %s: %s", job.id, job.bill_code, job.state, error
             )
         return True
+
+    def _company_got_through(self):
+        """Whether an update of the job's shop (else company) was acknowledged since the
+        job was queued: then the gateway and our credentials work, and its failures are
+        its own."""
+        self.ensure_one()
+        # along the done jobs' index (shop, date) when the job has a shop, as POS orders do
+        where = (
+            SQL("config_id = %s", self.config_id.id)
+            if self.config_id
+            else SQL("company_id = %s", self.company_id.id)
+        )
+        self.env.cr.execute(
+            SQL(
+                """SELECT 1 FROM qimen_sync_job
+                    WHERE %s AND state = 'done' AND date_done >= %s LIMIT 1""",
+                where,
+                self.create_date,
+            )
+        )
+        return bool(self.env.cr.fetchone())
 
     def _reclaim_expired(self):
         """Jobs whose sender died (their lease ran out) go back to the queue."""
