@@ -109,6 +109,12 @@ class TestBackOffice(QimenPosCase):
             "today's, acknowledged or not, from the browser's midnight",
         )
 
+    def test_secrets_are_masked_in_the_settings_form(self):
+        form = self.arch("res.config.settings", "form")
+        for name in ("qimen_app_secret", "qimen_callback_secret"):
+            (field,) = form.xpath(f"//field[@name='{name}']")
+            self.assertEqual(field.get("password"), "True", name)
+
     def test_settings_round_trip_per_company(self):
         other = self.env["res.company"].create({"name": "Second Store Co"})
         settings = (

@@ -8,8 +8,6 @@ from odoo.tools import mute_logger
 from ..qimen import QimenClient
 from .common import APP_SECRET, QimenPosCase
 
-SENDING_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"
-HEALTH_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_health"
 LANES_LOGGER = "odoo.addons.pos_qimen_sync.dispatch.lanes"
 
 
@@ -26,10 +24,6 @@ class TestBreaker(QimenPosCase):
 
     def health(self):
         return self.health_of.search([("company_id", "=", self.company.id)])
-
-    def dispatch_quietly(self):
-        with mute_logger(SENDING_LOGGER, HEALTH_LOGGER):
-            return self.dispatch()
 
     def probe_due(self):
         self.health().next_probe = fields.Datetime.now() - timedelta(seconds=1)

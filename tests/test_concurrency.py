@@ -18,7 +18,6 @@ from contextlib import closing
 
 import psycopg2
 
-from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, get_db_name, tagged
 from odoo.tools import config
@@ -26,7 +25,7 @@ from odoo.tools import config
 from ..qimen.client import QimenClient, SendResult
 from ..qimen.responses import PERMANENT
 from ..qimen.sandbox import SandboxGateway
-from .common import APP_KEY, APP_SECRET, LoopbackRequests, remove_committed_orders
+from .common import APP_KEY, APP_SECRET, LoopbackRequests, env_on, remove_committed_orders
 
 JOB_LOGGER = "odoo.addons.pos_qimen_sync"  # the job model and the dispatch package
 SETTINGS = {
@@ -131,11 +130,7 @@ class TestConcurrency(LoopbackRequests, BaseCase):
 
     @classmethod
     def env_of(cls, cr):
-        """An environment on a new cursor, from any thread (Registry(dbname) would wait for
-        the registry lock that Odoo's test runner holds while tests run)."""
-        if cr.transaction is None:
-            cr.transaction = api.Transaction(cls.registry)
-        return api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
+        return env_on(cls.registry, cr)
 
     def committed_orders(self, count, events=("confirm", "pickup")):
         """``count`` orders, each with ``events`` queued, committed."""

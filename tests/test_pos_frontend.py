@@ -80,14 +80,6 @@ class TestPosFrontend(SandboxedPos, test_frontend.TestPointOfSaleHttpCommon):
         self.assertEqual((order.state, order.name), ("draft", "/"))
         return order
 
-    def dispatch_all(self):
-        """Run the dispatcher until nothing is due (one update per order per run)."""
-        self.env.invalidate_all()
-        for _run in range(5):
-            if not self.Job._dispatch(inline=True):
-                break
-        self.env.invalidate_all()
-
     def voids_sent(self):
         return {
             call.params["orderBillCode"]: call.params

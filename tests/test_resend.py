@@ -49,11 +49,6 @@ class TestResend(QimenPosCase):
     def resends(self, order):
         return self.jobs(order).filtered(lambda job: job.event == "resend")
 
-    def dispatch_all(self):
-        """Send until nothing is due (one update per order per run: they go in order)."""
-        while self.dispatch():
-            pass
-
     def close_session(self):
         session = self.config.current_session_id
         session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))

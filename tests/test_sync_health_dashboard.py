@@ -13,10 +13,8 @@ from odoo.tools.safe_eval import safe_eval
 from odoo.addons.point_of_sale.tests.test_frontend import TestPointOfSaleHttpCommon
 
 from ..models.pos_config_sync_health import last_ack_sql, waiting_figures_sql
-from .common import QimenPosCase, SandboxedPos
+from .common import HEALTH_LOGGER, QimenPosCase, SandboxedPos
 
-SENDING_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_job_sending"
-HEALTH_LOGGER = "odoo.addons.pos_qimen_sync.models.qimen_sync_health"
 HOUR = datetime(2026, 3, 2, 9, 0)  # acknowledgements are moved to known hours
 
 
@@ -70,10 +68,6 @@ class TestSyncHealthDashboard(QimenPosCase):
         finally:
             for name, value in saved.items():
                 setattr(self, name, value)
-
-    def dispatch_quietly(self):
-        with mute_logger(SENDING_LOGGER, HEALTH_LOGGER):
-            return self.dispatch()
 
     def set_dates(self, jobs, **values):
         """Move jobs in time (create_date, date_done): the dashboard's figures are ages."""

@@ -8,13 +8,19 @@ from datetime import date, datetime, time, timedelta
 
 from lxml import etree
 
-from odoo import SUPERUSER_ID, api, fields
+from odoo import fields
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, HttpCase, get_db_name, new_test_user, tagged
 
 from ..const import EVENT_STATUS
 from ..sync_rules import recorded_events
-from .common import BrowserDateTime, QimenPosCase, browser_eval, remove_committed_orders
+from .common import (
+    BrowserDateTime,
+    QimenPosCase,
+    browser_eval,
+    env_on,
+    remove_committed_orders,
+)
 
 REPORT = "qimen.sync.report"
 EVENTS = ("confirm", "pickup", "void", "complete")
@@ -118,11 +124,7 @@ class TestSyncReportCommitted(BaseCase):
 
     @classmethod
     def env_of(cls, cr):
-        """An environment on a new cursor (as in test_concurrency: Registry(dbname) would
-        wait for the registry lock that Odoo's test runner holds)."""
-        if cr.transaction is None:
-            cr.transaction = api.Transaction(cls.registry)
-        return api.Environment(cr, SUPERUSER_ID, {"mail_notify_force_send": False})
+        return env_on(cls.registry, cr)
 
     def test_counts_by_shop_and_day_agree_with_the_queue(self):
         with self.registry.cursor() as cr:
