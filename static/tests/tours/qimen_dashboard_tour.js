@@ -24,8 +24,13 @@ registry.category("web_tour.tours").add("QimenDashboardTour", {
         },
         {
             content: "the updates waiting, and the oldest's age",
-            trigger: `${card}:contains("oldest 1 h 15 min") .o_qimen_waiting:contains("2")`,
-            run: "click",
+            trigger: `${card}:contains("oldest 1 h 15 min") .o_qimen_waiting`,
+            run: function ({ anchor }) {
+                if (anchor.innerText.trim() !== "2") {
+                    throw new Error(`waiting: ${anchor.innerText}, not 2`);
+                }
+                anchor.click();
+            },
         },
         {
             content: "they open in the shop's queue",
@@ -33,7 +38,7 @@ registry.category("web_tour.tours").add("QimenDashboardTour", {
         },
         {
             content: "its two waiting updates, and only them",
-            trigger: `.o_list_view:has(.o_data_row:contains("DASH-WAIT-1")):has(.o_data_row:contains("DASH-WAIT-2")):not(:has(.o_data_row:contains("DASH-DEAD")))`,
+            trigger: `.o_list_view:has(.o_data_row:contains("DASH-WAIT-1")):has(.o_data_row:contains("DASH-WAIT-2")):not(:has(.o_data_row:contains("DASH-DEAD"))):not(:has(.o_data_row:contains("DASH-DONE")))`,
         },
         backToTheDashboard(),
         {
@@ -43,7 +48,7 @@ registry.category("web_tour.tours").add("QimenDashboardTour", {
         },
         {
             content: "the dead update",
-            trigger: `.o_list_view:has(.o_data_row:contains("DASH-DEAD")):not(:has(.o_data_row:contains("DASH-WAIT")))`,
+            trigger: `.o_list_view:has(.o_data_row:contains("DASH-DEAD")):not(:has(.o_data_row:contains("DASH-WAIT"))):not(:has(.o_data_row:contains("DASH-DONE")))`,
         },
         backToTheDashboard(),
         {
