@@ -58,6 +58,17 @@ class PosConfig(models.Model):
             self.company_id._qimen_requeue_missed()
         return res
 
+    def _qimen_unrouted_problems(self, name_shops=False):
+        """What keeps these shops' orders from being routed: no customer ID of the shop
+        nor of its company (``name_shops``: say which shops)."""
+        unrouted = self.filtered(lambda config: not config._qimen_customerid())
+        if not unrouted:
+            return []
+        missing = self.env._("customer ID (customerid) of the shop or company")
+        if name_shops:
+            missing = f"{missing} ({', '.join(unrouted.mapped('name'))})"
+        return [missing]
+
     def _qimen_customerid(self):
         self.ensure_one()
         return self.qimen_customerid or self.company_id.qimen_customerid or ""

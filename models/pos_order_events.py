@@ -239,10 +239,7 @@ class PosOrder(models.Model):
 
     def _qimen_sync_problems(self):
         self.ensure_one()
-        problems = self.company_id._qimen_config_problems()
-        if not self.config_id._qimen_customerid():
-            problems.append(self.env._("customer ID (customerid) of the shop or company"))
-        return problems
+        return self.company_id._qimen_config_problems() + self.config_id._qimen_unrouted_problems()
 
     def _qimen_requeue(self):
         """Queue the updates an order missed while the sync settings were incomplete,

@@ -131,15 +131,7 @@ class QimenResendWizard(models.TransientModel):
     def _check_sendable(self, orders):
         """Refuse before queueing what the dispatcher could only declare dead."""
         problems = self.company_id._qimen_config_problems()
-        unrouted = orders.config_id.filtered(lambda config: not config._qimen_customerid())
-        if unrouted:
-            problems.append(
-                "%s (%s)"
-                % (
-                    self.env._("customer ID (customerid) of the shop or company"),
-                    ", ".join(unrouted.mapped("name")),
-                )
-            )
+        problems += orders.config_id._qimen_unrouted_problems(name_shops=True)
         if problems:
             raise UserError(
                 self.env._("Qimen sync is not configured: missing %s.", ", ".join(problems))
