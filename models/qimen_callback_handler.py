@@ -26,6 +26,7 @@ from ..qimen.inbound import (
 )
 from ..qimen.text import storable
 from .qimen_callback_log import AlreadyApplied, logged_body, logged_query
+from .res_company import readers_lang_sql
 
 _logger = logging.getLogger(__name__)
 
@@ -144,12 +145,15 @@ class QimenCallbackHandler(models.AbstractModel):
                           company.qimen_customerid = %(customerid)s OR EXISTS (
                               SELECT 1 FROM pos_config shop
                                WHERE shop.company_id = company.id AND shop.active
-                                 AND shop.qimen_customerid = %(customerid)s)
+                                 AND shop.qimen_customerid = %(customerid)s),
+                          %(lang)s
                      FROM res_company company
+                     JOIN res_partner partner ON partner.id = company.partner_id
                     WHERE company.active AND company.qimen_enabled
                       AND company.qimen_app_key = %(app_key)s""",
                 app_key=app_key,
                 customerid=customerid or "",
+                lang=readers_lang_sql(self.env),
             )
         )
         candidates = self.env.cr.fetchall()
@@ -171,12 +175,15 @@ class QimenCallbackHandler(models.AbstractModel):
                 self.env._("customerid is required to choose the company"),
                 400,
             )
-        company_id = candidates[0][0]
+        company_id, _matches, lang = candidates[0]
         # the call acts for this company (env.company, without reading the public user),
-        # and writes its notes in its readers' language
-        company = self.env["res.company"].sudo().browse(company_id)
-        lang = company._qimen_readers_lang()
-        return company.with_context(allowed_company_ids=[company_id], qimen_reader_lang=lang)
+        # and writes its notes in its readers' language (read by the query above)
+        companies = (
+            self.env["res.company"]
+            .sudo()
+            .with_context(allowed_company_ids=[company_id], qimen_reader_lang=lang)
+        )
+        return companies.browse(company_id)
 
     def _apply(self, call, company, log, fmt, last_try):
         """Apply a verified call once: a replay of an applied call (same identity) answers

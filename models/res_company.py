@@ -123,31 +123,14 @@ class ResCompany(models.Model):
         )
 
     def _qimen_readers_lang(self):
-        """The language of the company's notes about orders: that of its POS managers, who
-        read them (the first, as :meth:`_qimen_managers` orders them, who gets the
-        to-dos), else the company's. One query: it runs on every ERP call (a cache would
-        outlive a manager added in the group's form)."""
+        """The language of the company's notes about orders (see :func:`readers_lang_sql`)."""
         self.ensure_one()
-        self.env["res.partner"].flush_model(["lang"])
-        self.env["res.users"].flush_model(
-            ["active", "share", "partner_id", "groups_id", "company_ids"]
-        )
         self.env.cr.execute(
             SQL(
-                """SELECT COALESCE(
-                       (SELECT manager.lang
-                          FROM res_groups_users_rel member
-                          JOIN res_users users ON users.id = member.uid
-                          JOIN res_company_users_rel allowed
-                            ON allowed.user_id = users.id AND allowed.cid = company.id
-                          JOIN res_partner manager ON manager.id = users.partner_id
-                         WHERE member.gid = %s AND users.active AND NOT users.share
-                         ORDER BY users.id LIMIT 1),
-                       partner.lang)
-                     FROM res_company company
+                """SELECT %s FROM res_company company
                      JOIN res_partner partner ON partner.id = company.partner_id
                     WHERE company.id = %s""",
-                self.env.ref("point_of_sale.group_pos_manager").id,
+                readers_lang_sql(self.env),
                 self.id,
             )
         )
@@ -252,3 +235,26 @@ class ResCompany(models.Model):
             connect_timeout=company.qimen_connect_timeout or 5.0,
             read_timeout=company.qimen_read_timeout or 15.0,
         )
+
+
+def readers_lang_sql(env):
+    """SQL: the language of the notes of ``company`` (alias; its partner is ``partner``):
+    that of its POS managers, who read them (the first, as ``_qimen_managers`` orders
+    them, who gets the to-dos), else the company's. An expression, so that the ERP's
+    call reads it in the query that finds its company (no cache: one would outlive a
+    manager added in the group's form)."""
+    env["res.partner"].flush_model(["lang"])
+    env["res.users"].flush_model(["active", "share", "partner_id", "groups_id", "company_ids"])
+    return SQL(
+        """COALESCE(
+               (SELECT manager.lang
+                  FROM res_groups_users_rel member
+                  JOIN res_users users ON users.id = member.uid
+                  JOIN res_company_users_rel allowed
+                    ON allowed.user_id = users.id AND allowed.cid = company.id
+                  JOIN res_partner manager ON manager.id = users.partner_id
+                 WHERE member.gid = %s AND users.active AND NOT users.share
+                 ORDER BY users.id LIMIT 1),
+               partner.lang)""",
+        env.ref("point_of_sale.group_pos_manager").id,
+    )
