@@ -124,7 +124,7 @@ class Soak:
         self.args = args
         self.sandbox = args.sandbox.rstrip("/")
         self.server = Server([*args.server_command.split("\x1f")], args.url, args.server_log)
-        self.expected = defaultdict(set)  # bill code -> events the store made
+        self.expected = defaultdict(set)  # order (its reference) -> events the store made
         self.lock = threading.Lock()
         self.index = 0
 
@@ -523,7 +523,23 @@ class Soak:
             for job in jobs
         )
 
+    def as_bill_codes(self):
+        """The expectations by the bill code the ERP knows each order by (the shop's
+        prefix and the reference, which the soak names ``soak-<run>-…``)."""
+        orders = self.rpc(
+            "pos.order",
+            "search_read",
+            [("pos_reference", "like", f"soak-{self.run_id}-")],
+            ["pos_reference", "qimen_bill_code"],
+        )
+        code = {o["pos_reference"]: o["qimen_bill_code"] for o in orders}
+        expected = defaultdict(set)
+        for name, events in self.expected.items():
+            expected[code.get(name) or name] |= events
+        self.expected = expected
+
     def report(self, seconds):
+        self.as_bill_codes()
         jobs = self.rpc(
             "qimen.sync.job", "search_read", [], ["bill_code", "event", "state"], order="id"
         )
