@@ -319,6 +319,7 @@ def main():
     print(f"  SQL queries per callback (in-process, as in a request): {queries}")
     figure(
         "verified status-2 callbacks vs JSON-RPC write of the same fields, calls/s",
+        f"one threaded server, {args.concurrency} clients",
         "callback",
         callback,
         "JSON-RPC",

@@ -2,14 +2,27 @@
 """Shared by the benchmark scripts: the line bench/run tabulates, and an order as the POS
 sends it."""
 
+import os
 import uuid
 
 
-def figure(name, left_label, left, right_label, right, goal):
-    """Print a ratio with both of its sides, measured in the same run."""
+def figure(name, conditions, left_label, left, right_label, right, goal):
+    """Print a ratio with both of its sides, measured in the same run, and the
+    conditions it was measured in (latency, lanes, sizes)."""
     ratio = left / right if right else float("nan")
-    print(f"@figure|{name}|{left_label}|{left:.4g}|{right_label}|{right:.4g}|{ratio:.3f}|{goal}")
+    print(
+        f"@figure|{name}|{conditions}|{left_label}|{left:.4g}|{right_label}|{right:.4g}"
+        f"|{ratio:.3f}|{goal}"
+    )
     return ratio
+
+
+def gateway(speed):
+    """URL and latency (seconds) of bench/run's sandbox gateway: ``fast`` or ``slow``."""
+    return (
+        os.environ[f"POS_QIMEN_BENCH_{speed.upper()}_URL"],
+        float(os.environ[f"POS_QIMEN_BENCH_{speed.upper()}_LATENCY"]),
+    )
 
 
 def ui_order(name, session_id, user_id, pricelist_id, product_id, price, method_id, index, now):

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import figure
+from common import figure, gateway
 
 import odoo
 from odoo import SUPERUSER_ID, api, fields
@@ -201,12 +201,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
-    parser.add_argument("--sandbox-url", required=True)
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--finished", type=int, default=1_000_000)
     args = parser.parse_args()
+    url, latency = gateway("fast")
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     registry = odoo.modules.registry.Registry(args.database)
     threading.current_thread().dbname = args.database
@@ -217,7 +217,7 @@ def main():
             {
                 "qimen_enabled": True,
                 "qimen_gateway": "custom",
-                "qimen_custom_url": args.sandbox_url,
+                "qimen_custom_url": url,
                 "qimen_app_key": APP_KEY,
                 "qimen_app_secret": SECRET,
                 "qimen_target_app_key": "bench-erp",
@@ -230,9 +230,9 @@ def main():
     runs = {"raw 1": [], "dispatcher 1": [], "raw N": [], "dispatcher N": []}
     for _round in range(args.rounds):  # interleaved, so that drifts hit both sides
         items = payloads(args.updates)
-        runs["raw 1"].append(raw_client(args.sandbox_url, items, 1))
+        runs["raw 1"].append(raw_client(url, items, 1))
         runs["dispatcher 1"].append(dispatcher(registry, company_id, payloads(args.updates), 1))
-        runs["raw N"].append(raw_client(args.sandbox_url, items, args.threads))
+        runs["raw N"].append(raw_client(url, items, args.threads))
         runs["dispatcher N"].append(
             dispatcher(registry, company_id, payloads(args.updates), args.threads)
         )
@@ -243,8 +243,10 @@ def main():
     )
     for name, value in rate.items():
         print(f"  {name.replace('N', str(n)):14}  {value:7.1f} updates/s")
+    conditions = f"{latency * 1000:.0f} ms gateway, {args.updates} updates, median of {args.rounds}"
     figure(
         f"dispatcher ({n} lanes) vs raw {n}-thread client, updates/s",
+        conditions,
         "dispatcher",
         rate["dispatcher N"],
         "raw client",
@@ -253,6 +255,7 @@ def main():
     )
     figure(
         "dispatcher (1 lane) vs raw sequential client, updates/s",
+        conditions,
         "dispatcher",
         rate["dispatcher 1"],
         "raw client",
@@ -265,6 +268,7 @@ def main():
     print(f"due-job scan, 1000 due: {full:.3f} ms with {args.finished:,} finished jobs")
     figure(
         f"due-job scan, {args.finished:,} finished jobs vs none, ms",
+        "1,000 due jobs",
         f"{args.finished:,} finished",
         full,
         "none",

@@ -110,6 +110,7 @@ def main():
         )
     figure(
         "sync_from_ui per paid order, sync on vs off, ms (median, interleaved blocks)",
+        "a commit per order",
         "sync on",
         medians[True],
         "sync off",
