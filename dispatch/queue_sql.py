@@ -119,6 +119,13 @@ def expired_query(now):
     )
 
 
+# The dispatcher's crons: the module's and its copies (models/qimen_dispatch_runs.py).
+DISPATCH_CRONS = SQL(
+    """SELECT cron.id FROM ir_cron cron
+         JOIN ir_act_server action ON action.id = cron.ir_actions_server_id
+        WHERE action.model_name = 'qimen.sync.job' AND action.code = 'model._cron_dispatch()'"""
+)
+
 NEXT_WAKE_QUERY = SQL(
     """SELECT MIN(at) FROM (
            SELECT MIN(next_attempt) AS at FROM qimen_sync_job WHERE state = 'failed'

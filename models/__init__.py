@@ -5,6 +5,7 @@ from . import pos_config_sync_health
 from . import qimen_sync_health
 from . import qimen_sync_job
 from . import qimen_sync_job_sending
+from . import qimen_dispatch_runs
 from . import qimen_callback_log
 from . import qimen_callback_handler
 from . import qimen_erp_shipped_line

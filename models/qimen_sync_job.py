@@ -19,7 +19,7 @@ from ..const import (
     JOB_STATE_SELECTION,
     RESEND_EVENT,
 )
-from ..dispatch.queue_sql import delete_in_batches
+from ..dispatch.queue_sql import DISPATCH_CRONS, delete_in_batches
 from ..dispatch.waker import CRON_WAKER
 
 _logger = logging.getLogger(__name__)
@@ -431,24 +431,24 @@ class QimenSyncJob(models.Model):
             precommit.add(self._create_dispatch_trigger)
 
     def _create_dispatch_trigger(self, at=None):
-        """Have the dispatcher's cron run ``at`` (default: now). The trigger row is one
-        INSERT (the ORM's create costs the cashier a millisecond); the cron threads are
-        woken after the commit by :data:`CRON_WAKER`, off the committing request."""
-        cron_id = self.env["ir.model.data"]._xmlid_to_res_id(
-            "pos_qimen_sync.ir_cron_qimen_dispatch"
-        )
+        """Have the dispatcher's crons (see qimen_dispatch_runs) run ``at`` (default:
+        now). The trigger rows are one INSERT (the ORM's create costs the cashier a
+        millisecond); the cron threads are woken after the commit by :data:`CRON_WAKER`,
+        off the committing request."""
         now = fields.Datetime.now()
         at = at or now
+        self.env["ir.cron"].flush_model(["active"])
         self.env.cr.execute(  # not for an inactive cron, nor twice for a later time
             SQL(
                 """INSERT INTO ir_cron_trigger
                           (cron_id, call_at, create_uid, create_date, write_uid, write_date)
-                   SELECT %(cron)s, %(at)s, %(uid)s, %(now)s, %(uid)s, %(now)s
-                    WHERE EXISTS (SELECT 1 FROM ir_cron WHERE id = %(cron)s AND active)
+                   SELECT cron.id, %(at)s, %(uid)s, %(now)s, %(uid)s, %(now)s
+                     FROM ir_cron cron
+                    WHERE cron.id IN (%(crons)s) AND cron.active
                       AND (%(at)s <= %(now)s OR NOT EXISTS (
                           SELECT 1 FROM ir_cron_trigger
-                           WHERE cron_id = %(cron)s AND call_at = %(at)s))""",
-                cron=cron_id,
+                           WHERE cron_id = cron.id AND call_at = %(at)s))""",
+                crons=DISPATCH_CRONS,
                 at=at,
                 uid=self.env.uid,
                 now=now,

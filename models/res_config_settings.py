@@ -3,6 +3,7 @@ from odoo.exceptions import ValidationError
 
 from ..controllers.main import CALLBACK_ROUTE
 from .pos_config import SAMPLE_ORDER_NUMBER
+from .qimen_dispatch_runs import MAX_DISPATCH_RUNS
 
 
 class ResConfigSettings(models.TransientModel):
@@ -39,6 +40,13 @@ class ResConfigSettings(models.TransientModel):
         help="Updates of different orders sent at the same time (an order's updates always "
         "go one after the other). For every company of this database.",
     )
+    qimen_dispatch_runs = fields.Integer(
+        "Dispatch Runs at Once",
+        default=1,
+        help="Dispatcher runs that may send at the same time, each with its parallel "
+        "senders: one per Odoo server that runs crons, for a chain that scales out (Odoo "
+        "runs one cron on one server at a time). For every company of this database.",
+    )
     qimen_job_retention_days = fields.Integer(
         "Keep Sent Updates (days)",
         config_parameter="pos_qimen_sync.job_retention_days",
@@ -58,11 +66,15 @@ class ResConfigSettings(models.TransientModel):
         related="pos_config_id.qimen_return_reason_id", readonly=False
     )
 
-    @api.constrains("qimen_lanes", "qimen_job_retention_days")
+    @api.constrains("qimen_lanes", "qimen_dispatch_runs", "qimen_job_retention_days")
     def _check_qimen_sending(self):
         for settings in self:
             if not 1 <= settings.qimen_lanes <= 32:
                 raise ValidationError(self.env._("Parallel Senders must be between 1 and 32."))
+            if not 1 <= settings.qimen_dispatch_runs <= MAX_DISPATCH_RUNS:
+                raise ValidationError(
+                    self.env._("Dispatch Runs at Once must be between 1 and %s.", MAX_DISPATCH_RUNS)
+                )
             if settings.qimen_job_retention_days < 1:
                 raise ValidationError(self.env._("Keep sent updates for at least one day."))
 
@@ -118,3 +130,15 @@ class ResConfigSettings(models.TransientModel):
                 "next": {"type": "ir.actions.act_window_close"},
             },
         }
+
+    @api.model
+    def get_values(self):
+        values = super().get_values()
+        values["qimen_dispatch_runs"] = len(self.env["qimen.sync.job"]._dispatch_crons())
+        return values
+
+    def set_values(self):
+        super().set_values()
+        jobs = self.env["qimen.sync.job"]
+        if self.qimen_dispatch_runs != len(jobs._dispatch_crons()):
+            jobs._set_dispatch_runs(self.qimen_dispatch_runs)

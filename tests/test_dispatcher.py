@@ -7,7 +7,7 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.modules.module import get_manifest
 from odoo.modules.neutralize import get_neutralization_queries
 from odoo.service import server
@@ -110,6 +110,41 @@ class TestDispatcher(QimenPosCase):
         self.assertEqual(
             len(Trigger.search([("cron_id", "=", cron.id)]) - before), 1, "nothing left: none"
         )
+
+    def test_dispatch_runs_at_once_are_copies_of_the_cron_each_triggered(self):
+        """A chain's servers each run the dispatcher only with a cron of their own: the
+        setting keeps that many, and every trigger asks them all."""
+        main = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
+        settings = self.env["res.config.settings"].create({})
+        self.assertEqual(settings.qimen_dispatch_runs, 1)
+        settings.qimen_dispatch_runs = 3
+        settings.execute()
+        crons = self.Job._dispatch_crons()
+        self.assertEqual(len(crons), 3)
+        self.assertEqual(crons[0], main)
+        for copy in crons[1:]:
+            self.assertEqual(copy.code, main.code)
+            self.assertEqual(copy.model_id, main.model_id)
+            self.assertEqual(copy.active, main.active)
+            self.assertEqual(copy.interval_number, main.interval_number)
+        self.assertEqual(self.env["res.config.settings"].create({}).qimen_dispatch_runs, 3)
+        Trigger = self.env["ir.cron.trigger"]
+        before = Trigger.search([("cron_id", "in", crons.ids)])
+        self.paid_order()
+        self.env.cr.precommit.run()  # the trigger is made when the till's work commits
+        self.assertEqual((Trigger.search([("cron_id", "in", crons.ids)]) - before).cron_id, crons)
+        crons[2].active = False  # an inactive run is not asked
+        before = Trigger.search([("cron_id", "in", crons.ids)])
+        self.Job._create_dispatch_trigger()
+        self.assertEqual(
+            (Trigger.search([("cron_id", "in", crons.ids)]) - before).cron_id, crons[:2]
+        )
+        settings = self.env["res.config.settings"].create({"qimen_dispatch_runs": 1})
+        settings.execute()
+        self.assertEqual(self.Job._dispatch_crons(), main)
+        self.assertFalse(crons[1:].exists())
+        with self.assertRaisesRegex(ValidationError, "between 1 and 8"):
+            self.env["res.config.settings"].create({"qimen_dispatch_runs": 9})
 
     def test_a_failure_schedules_the_run_of_its_retry(self):
         order = self.paid_order()
