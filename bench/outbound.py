@@ -69,30 +69,61 @@ def raw_client(url, items, threads):
     return len(items) / (time.perf_counter() - started)
 
 
+def queue(registry, company_id, items, due=True):
+    """Commit ``items`` as pending jobs of ``company_id``, due a minute ago (or in an
+    hour)."""
+    event = {"1": "confirm", "2": "pickup"}
+    with registry.cursor() as cr:
+        for start in range(0, len(items), 5000):
+            rows = SQL(", ").join(
+                SQL(
+                    "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, now() AT TIME ZONE 'UTC' + "
+                    "%s * interval '1 minute', false)",
+                    company_id,
+                    p["orderBillCode"],
+                    event[p["status"]],
+                    p["status"],
+                    json.dumps(p),
+                    -1 if due else 60,
+                )
+                for p in items[start : start + 5000]
+            )
+            cr.execute(
+                SQL(
+                    "INSERT INTO qimen_sync_job (company_id, bill_code, event, status, "
+                    "payload, state, attempts, next_attempt, dead_notified) VALUES %s",
+                    rows,
+                )
+            )
+
+
+def configure(registry, url, lanes=None):
+    """The main company sends to the sandbox at ``url`` (the database's lanes set to
+    ``lanes``), its queue empty; return its id."""
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        company = env.ref("base.main_company")
+        company.write(
+            {
+                "qimen_enabled": True,
+                "qimen_gateway": "custom",
+                "qimen_custom_url": url,
+                "qimen_app_key": APP_KEY,
+                "qimen_app_secret": SECRET,
+                "qimen_target_app_key": "bench-erp",
+                "qimen_customerid": "BENCH",
+            }
+        )
+        if lanes:
+            env["ir.config_parameter"].set_param("pos_qimen_sync.lanes", str(lanes))
+        cr.execute("DELETE FROM qimen_sync_job")
+        return company.id
+
+
 def dispatcher(registry, company_id, items, lanes):
     """Updates/s of the dispatcher: the same payloads queued as jobs, then sent by
     ``lanes`` lanes until none is due (what one cron run does)."""
-    event = {"1": "confirm", "2": "pickup"}
-    with registry.cursor() as cr:
-        rows = SQL(", ").join(
-            SQL(
-                "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, now() AT TIME ZONE 'UTC' - "
-                "interval '1 minute', false)",
-                company_id,
-                p["orderBillCode"],
-                event[p["status"]],
-                p["status"],
-                json.dumps(p),
-            )
-            for p in items
-        )
-        cr.execute(
-            SQL(
-                "INSERT INTO qimen_sync_job (company_id, bill_code, event, status, payload, "
-                "state, attempts, next_attempt, dead_notified) VALUES %s",
-                rows,
-            )
-        )
+    queue(registry, company_id, items)
     with registry.cursor() as cr:
         # the table's statistics, as autovacuum keeps them in a live database: without,
         # the planner takes a table just filled with hundreds of jobs for an empty one
@@ -210,22 +241,7 @@ def main():
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     registry = odoo.modules.registry.Registry(args.database)
     threading.current_thread().dbname = args.database
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        company = env.ref("base.main_company")
-        company.write(
-            {
-                "qimen_enabled": True,
-                "qimen_gateway": "custom",
-                "qimen_custom_url": url,
-                "qimen_app_key": APP_KEY,
-                "qimen_app_secret": SECRET,
-                "qimen_target_app_key": "bench-erp",
-                "qimen_customerid": "BENCH",
-            }
-        )
-        company_id = company.id
-        cr.execute("DELETE FROM qimen_sync_job")
+    company_id = configure(registry, url)
 
     runs = {"raw 1": [], "dispatcher 1": [], "raw N": [], "dispatcher N": []}
     for _round in range(args.rounds):  # interleaved, so that drifts hit both sides
