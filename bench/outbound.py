@@ -232,9 +232,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
-    parser.add_argument("--updates", type=int, default=400)
+    parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--finished", type=int, default=10_000_000)
     args = parser.parse_args()
     url, latency = gateway("fast")
@@ -267,7 +267,7 @@ def main():
         rate["dispatcher N"],
         "raw client",
         rate["raw N"],
-        ">= 0.8",
+        ">= 0.95",
     )
     figure(
         "dispatcher (1 lane) vs raw sequential client, updates/s",
