@@ -145,11 +145,11 @@ def dispatcher(registry, company_id, items, lanes):
 def scan_ms(registry, company_id, finished, pending=1000, repeat=1000):
     """Median milliseconds of ``repeat`` claims' due-job scans, as a lane runs it (a
     statement prepared once on a connection set up as a lane's; each run rolled back), on
-    two tables that differ only by ``finished`` done/superseded/cancelled jobs: the module's own, and
-    a copy of it without them (same columns and indexes) in a schema of its own, which a
-    second connection finds first on its search path. The two sides are sampled in turn,
-    so that whatever the machine does meanwhile (the fill's checkpoint, another process)
-    hits both."""
+    two tables that differ only by ``finished`` done/superseded/cancelled jobs: the
+    module's own, and a copy of it without them (same columns and indexes) in a schema of
+    its own, which a second connection finds first on its search path. The two sides are
+    sampled in turn, so that whatever the machine does meanwhile (the fill's checkpoint,
+    another process) hits both."""
     fill(registry, company_id, pending, finished)
     with registry.cursor() as cr:
         cr.execute("DROP SCHEMA IF EXISTS bench_empty CASCADE")
@@ -203,9 +203,19 @@ def vacuum(registry, what):
 
 
 def fill(registry, company_id, pending, finished):
-    """``pending`` due jobs, and ``finished`` done/superseded/cancelled ones."""
+    """``pending`` due jobs, and ``finished`` done/superseded/cancelled ones. The table's
+    indexes (but its primary key) are dropped for the fill and built again after from
+    their own definitions, as a REINDEX leaves them: minutes rather than a quarter of an
+    hour for 10 million rows on two cores."""
     with registry.cursor() as cr:
-        cr.execute("DELETE FROM qimen_sync_job")
+        cr.execute("TRUNCATE qimen_sync_job")
+        cr.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'qimen_sync_job' "
+            "AND indexname != 'qimen_sync_job_pkey'"
+        )
+        indexes = cr.fetchall()
+        for name, _definition in indexes:
+            cr.execute(SQL("DROP INDEX %s", SQL.identifier(name)))
         cr.execute(
             """INSERT INTO qimen_sync_job (company_id, bill_code, event, status, payload, state,
                    attempts, next_attempt, dead_notified, date_done, write_date, create_date)
@@ -225,6 +235,9 @@ def fill(registry, company_id, pending, finished):
                  FROM generate_series(1, %(pending)s) AS i""",
             {"company": company_id, "pending": pending},
         )
+        cr.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for _name, definition in indexes:
+            cr.execute(definition)
     vacuum(registry, "public.qimen_sync_job")
 
 
