@@ -8,5 +8,4 @@
     "license": "LGPL-3",
     "author": "pos_qimen_sync authors",
     "depends": ["pos_qimen_sync", "queue_job"],
-    "installable": True,
 }
