@@ -219,7 +219,7 @@ def theirs(registry, company_id, items, capacity, server_pid, timeout=600):
                 )
                 why = (cr.fetchone() or ["too slow"])[0]
                 raise SystemExit(f"queue_job: {done} done, {failed} failed or retried: {why}")
-            time.sleep(0.01)
+            time.sleep(0.025)  # light: the server shares the cores
         elapsed = time.perf_counter() - started
         cpu = (cpu_seconds(server_pid) - cpu) * 1000 / len(items)
         cr.execute("DELETE FROM queue_job WHERE id > %s AND state = 'done'", [first_id])
