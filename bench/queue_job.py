@@ -162,21 +162,35 @@ def configure(registry, url):
         return company.id
 
 
+def last_xid(registry):
+    """The transaction id PostgreSQL gives this read: the ids given between two of them
+    count the transactions that wrote meanwhile, in all of this cluster's databases (the
+    benchmark's alone; reading transactions get none)."""
+    with registry.cursor() as cr:
+        cr.execute("SELECT pg_current_xact_id()::text::bigint")
+        return cr.fetchone()[0]
+
+
 def ours(registry, company_id, items, lanes):
-    """Updates/s of the dispatcher; its queries (Odoo's counter) and CPU milliseconds (this
-    process's) per update."""
+    """Updates/s of the dispatcher; its queries (Odoo's counter), CPU milliseconds (this
+    process's) and writing transactions per update."""
+    transactions = last_xid(registry)
     queries, cpu = odoo.sql_db.sql_counter, cpu_seconds()
     rate = dispatcher(registry, company_id, items, lanes)
     cpu = (cpu_seconds() - cpu) * 1000 / len(items)
-    return rate, (odoo.sql_db.sql_counter - queries) / len(items), cpu
+    queries = (odoo.sql_db.sql_counter - queries) / len(items)
+    # not the lanes': the jobs' INSERT, the ANALYZE, the clean-up
+    transactions = last_xid(registry) - transactions - 1 - 3
+    return rate, queries, cpu, transactions / len(items)
 
 
 def theirs(registry, company_id, items, capacity, server_pid, timeout=600):
     """Updates/s of queue_job: ``items`` enqueued with ``with_delay()`` in one
     transaction, timed from its commit until every job is done; also the enqueue's
-    milliseconds and queries per job, the server's CPU milliseconds per job, and how many
-    jobs were started at once at most. The jobs done are deleted after (as the
-    dispatcher's side does with its own)."""
+    milliseconds and queries per job, the server's CPU milliseconds and the writing
+    transactions per job, and how many jobs were started at once at most. The jobs done
+    are deleted after (as the dispatcher's side does with its own)."""
+    transactions = last_xid(registry)
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         cr.execute("SELECT coalesce(max(id), 0) FROM queue_job")
@@ -225,7 +239,16 @@ def theirs(registry, company_id, items, capacity, server_pid, timeout=600):
         cr.execute("DELETE FROM queue_job WHERE id > %s AND state = 'done'", [first_id])
         assert cr.rowcount == len(items), cr.rowcount
     assert peak <= capacity, peak
-    return len(items) / elapsed, enqueue_ms, queries / len(items), peak, cpu
+    # not the runner's nor the server's: the enqueueing (and ANALYZE), the clean-up
+    transactions = last_xid(registry) - transactions - 1 - 2
+    return (
+        len(items) / elapsed,
+        enqueue_ms,
+        queries / len(items),
+        peak,
+        cpu,
+        transactions / len(items),
+    )
 
 
 def runjob_lines(log, offset, expected=0):
@@ -288,7 +311,8 @@ def report(args, latency, sides):
         print(
             f"  {label:20} {rate[side]:7.1f} updates/s ({rounds}); {slot:.1f} ms per update "
             f"and lane, {slot - ms:.1f} beyond the gateway's; "
-            f"{statistics.mean(seen['queries']):.1f} queries and "
+            f"{statistics.mean(seen['queries']):.1f} queries{' in runjob' * (side != 'ours')}, "
+            f"{statistics.median(seen['transactions']):.1f} writing transactions and "
             f"{statistics.median(seen['cpu']):.1f} ms of Odoo's CPU per update"
         )
     print(
@@ -377,9 +401,11 @@ def main():
                 for side in order:
                     seen = sides[side]
                     if side == "ours":
-                        rate, per_update, cpu = ours(registry, company_id, items[side], args.lanes)
+                        rate, per_update, cpu, transactions = ours(
+                            registry, company_id, items[side], args.lanes
+                        )
                     else:
-                        rate, enqueue_ms, enqueue_queries, peak, cpu = theirs(
+                        rate, enqueue_ms, enqueue_queries, peak, cpu, transactions = theirs(
                             peer, peer_company_id, items[side], args.lanes, server.pid
                         )
                         seen["enqueue ms"].append(enqueue_ms)
@@ -399,6 +425,7 @@ def main():
                     seen["rate"].append(rate)
                     seen["queries"].append(per_update)
                     seen["cpu"].append(cpu)
+                    seen["transactions"].append(transactions)
                 sent.append(items)
             calls = received(url)
             for items in sent:
