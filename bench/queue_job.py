@@ -14,8 +14,10 @@ at its 20 ms and at its 200 ms latency:
 
 Each side is timed from "all committed as due" to "all done", in alternating rounds; the
 sandbox's record of what it received shows that every update arrived, and in which order.
-Also printed: each side's time and queries per update, queue_job's enqueue cost and
-set-up, and how many orders queue_job sent out of order (status 2 before status 1).
+Also printed, per update on each side: the time a lane (a channel place) spends beyond
+the gateway's latency, the queries (queue_job's in its runjob requests, from the server's
+request log), the writing transactions and the Odoo process's CPU; queue_job's enqueue
+cost and set-up time, and how many orders it sent out of order (status 2 before status 1).
 
 queue_job is not a dependency of the addon: bench/run installs it with pip into the state
 folder and passes its addons folder in POS_QIMEN_BENCH_PEERS. Run through bench/run, or:
@@ -179,7 +181,8 @@ def ours(registry, company_id, items, lanes):
     rate = dispatcher(registry, company_id, items, lanes)
     cpu = (cpu_seconds() - cpu) * 1000 / len(items)
     queries = (odoo.sql_db.sql_counter - queries) / len(items)
-    # not the lanes': the jobs' INSERT, the ANALYZE, the clean-up
+    # the ids strictly between the two reads, but the bench's: the jobs' INSERT, the
+    # ANALYZE, the clean-up
     transactions = last_xid(registry) - transactions - 1 - 3
     return rate, queries, cpu, transactions / len(items)
 
@@ -239,7 +242,8 @@ def theirs(registry, company_id, items, capacity, server_pid, timeout=600):
         cr.execute("DELETE FROM queue_job WHERE id > %s AND state = 'done'", [first_id])
         assert cr.rowcount == len(items), cr.rowcount
     assert peak <= capacity, peak
-    # not the runner's nor the server's: the enqueueing (and ANALYZE), the clean-up
+    # the ids strictly between the two reads, but the bench's: the enqueueing (with the
+    # ANALYZE), the clean-up
     transactions = last_xid(registry) - transactions - 1 - 2
     return (
         len(items) / elapsed,
