@@ -245,7 +245,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
-    parser.add_argument("--updates", type=int, default=1000)
+    parser.add_argument("--updates", type=int, default=3000, help="per round, lanes")
+    parser.add_argument("--sequential", type=int, default=600, help="per round, one lane")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--finished", type=int, default=10_000_000)
@@ -258,9 +259,10 @@ def main():
 
     runs = {"raw 1": [], "dispatcher 1": [], "raw N": [], "dispatcher N": []}
     for _round in range(args.rounds):  # interleaved, so that drifts hit both sides
-        items = payloads(args.updates)
+        items = payloads(args.sequential)
         runs["raw 1"].append(raw_client(url, items, 1))
-        runs["dispatcher 1"].append(dispatcher(registry, company_id, payloads(args.updates), 1))
+        runs["dispatcher 1"].append(dispatcher(registry, company_id, payloads(args.sequential), 1))
+        items = payloads(args.updates)
         runs["raw N"].append(raw_client(url, items, args.threads))
         runs["dispatcher N"].append(
             dispatcher(registry, company_id, payloads(args.updates), args.threads)
@@ -268,14 +270,15 @@ def main():
     rate = {name: statistics.median(values) for name, values in runs.items()}
     n = args.threads
     print(
-        f"outbound, {args.updates} updates over {args.updates // 2} orders, median of {args.rounds}"
+        f"outbound, {args.updates} updates over {args.updates // 2} orders with {args.threads} "
+        f"lanes or threads, {args.sequential} with one, median of {args.rounds} rounds"
     )
     for name, value in rate.items():
         print(f"  {name.replace('N', str(n)):14}  {value:7.1f} updates/s")
-    conditions = f"{latency * 1000:.0f} ms gateway, {args.updates} updates, median of {args.rounds}"
+    conditions = f"{latency * 1000:.0f} ms gateway, {{}} updates a round, median of {args.rounds}"
     figure(
         f"dispatcher ({n} lanes) vs raw {n}-thread client, updates/s",
-        conditions,
+        conditions.format(args.updates),
         "dispatcher",
         rate["dispatcher N"],
         "raw client",
@@ -284,7 +287,7 @@ def main():
     )
     figure(
         "dispatcher (1 lane) vs raw sequential client, updates/s",
-        conditions,
+        conditions.format(args.sequential),
         "dispatcher",
         rate["dispatcher 1"],
         "raw client",
