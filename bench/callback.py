@@ -2,11 +2,12 @@
 """What a verified ERP callback costs, against the peer an integrator would otherwise
 use: the ERP writing the same order fields through Odoo's external JSON-RPC.
 
-Starts its own Odoo server (an odoo-bin style launcher) on 127.0.0.1:PORT, then sends,
-in alternating rounds with the same concurrency, signed status-2 callbacks through
-/qimen/callback (each one new content, checked applied) and ``pos.order.write`` calls
-through /jsonrpc, and prints both rates and their ratio, with the SQL queries of one
-callback measured in-process. Run through bench/run, or:
+Starts its own Odoo server (an odoo-bin style launcher) on 127.0.0.1:PORT, then, with
+one client and with 8 at once (``--concurrency``), sends in interleaved rounds (the side
+that goes first alternates) signed status-2 callbacks through /qimen/callback (each one
+new content, checked applied) and bare ``pos.order.write`` calls of the same orders
+through /jsonrpc ``execute_kw``, and prints both rates and their ratio for each, with the
+SQL queries of one callback measured in-process. Run through bench/run, or:
 
     python3 bench/callback.py -c <odoo.conf> -d <database> [--port 8271]
 
@@ -249,6 +250,47 @@ def burst(base, orders):
         print(f"  {answers.count(answer):4}  {answer}")
 
 
+def login(base, database, user, password):
+    uid = requests.post(
+        f"{base}/jsonrpc",
+        json={
+            "jsonrpc": "2.0",
+            "method": "call",
+            "params": {
+                "service": "common",
+                "method": "login",
+                "args": [database, user, password],
+            },
+        },
+        timeout=60,
+    ).json()["result"]
+    if not uid:
+        raise SystemExit(f"cannot log in as {user} for the JSON-RPC side")
+    return uid
+
+
+def compare(base, args, uid, orders, concurrency):
+    """Rates (calls/s) of both sides at ``concurrency`` clients: interleaved rounds, the
+    side that goes first alternating, each round new content on the same orders."""
+
+    def callbacks(tag, some=orders):
+        return callback_tasks(base, some, f"{concurrency}-{tag}")
+
+    def writes(tag, some=orders):
+        return rpc_tasks(base, args.database, uid, args.password, some, f"{concurrency}-{tag}")
+
+    warm = orders[: concurrency * 4]
+    run_parallel(callbacks("warm", warm), concurrency)
+    run_parallel(writes("warm", warm), concurrency)
+    seconds = {"callback": 0.0, "jsonrpc": 0.0}
+    sides = [("callback", callbacks), ("jsonrpc", writes)]
+    for round_no in range(args.rounds):
+        for side, tasks in sides if round_no % 2 == 0 else reversed(sides):
+            seconds[side] += run_parallel(tasks(round_no), concurrency)
+    total = len(orders) * args.rounds
+    return total / seconds["callback"], total / seconds["jsonrpc"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
@@ -256,8 +298,12 @@ def main():
     port = os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8271")
     parser.add_argument("--port", type=int, default=int(port), help="HTTP port of the server")
     parser.add_argument("-n", "--calls", type=int, default=200, help="calls per side and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--concurrency",
+        default="1,8",
+        help="clients at once, one comparison each (comma-separated)",
+    )
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
@@ -276,56 +322,36 @@ def main():
         return
     queries = queries_per_callback(args.database, orders[0][1])
     server = start_server(args.config, args.database, args.port, args.server_args)
+    rates = {}
     try:
-        uid = requests.post(
-            f"{base}/jsonrpc",
-            json={
-                "jsonrpc": "2.0",
-                "method": "call",
-                "params": {
-                    "service": "common",
-                    "method": "login",
-                    "args": [args.database, args.login, args.password],
-                },
-            },
-            timeout=60,
-        ).json()["result"]
-        if not uid:
-            raise SystemExit(f"cannot log in as {args.login} for the JSON-RPC side")
-        warm = orders[: args.concurrency * 4]
-        run_parallel(callback_tasks(base, warm, "warm"), args.concurrency)
-        run_parallel(rpc_tasks(base, args.database, uid, args.password, warm, "warm"), 2)
-        seconds = {"callback": 0.0, "jsonrpc": 0.0}
-        for round_no in range(args.rounds):
-            seconds["callback"] += run_parallel(
-                callback_tasks(base, orders, round_no), args.concurrency
-            )
-            seconds["jsonrpc"] += run_parallel(
-                rpc_tasks(base, args.database, uid, args.password, orders, round_no),
-                args.concurrency,
-            )
+        uid = login(base, args.database, args.login, args.password)
+        for concurrency in (int(value) for value in args.concurrency.split(",")):
+            rates[concurrency] = compare(base, args, uid, orders, concurrency)
     finally:
         server.terminate()
         server.wait(30)
-    total = args.calls * args.rounds
-    callback, jsonrpc = (total / seconds[side] for side in ("callback", "jsonrpc"))
     print(
-        f"ERP -> store updates, {total} per side in {args.rounds} alternating rounds, "
-        f"{args.concurrency} concurrent clients, one Odoo server (threaded) on loopback"
+        f"ERP -> store updates, {len(orders) * args.rounds} per side in {args.rounds} "
+        "interleaved rounds (who goes first alternates), one Odoo server (threaded) on loopback"
     )
-    print(f"  /qimen/callback status 2 (verified, applied)  {callback:7.1f} calls/s")
-    print(f"  JSON-RPC pos.order.write, same fields         {jsonrpc:7.1f} calls/s")
-    print(f"  ratio callback / JSON-RPC: {callback / jsonrpc:.2f}x")
     print(f"  SQL queries per callback (in-process, as in a request): {queries}")
-    figure(
-        "verified status-2 callbacks vs JSON-RPC write of the same fields, calls/s",
-        f"one threaded server, {args.concurrency} clients",
-        "callback",
-        callback,
-        "JSON-RPC",
-        jsonrpc,
-        ">= 0.7",
-    )
+    for concurrency, (callback, jsonrpc) in rates.items():
+        clients = f"{concurrency} client{'s' if concurrency > 1 else ''}"
+        print(f"  {clients}:")
+        print(f"    /qimen/callback status 2 (verified, applied)  {callback:7.1f} calls/s")
+        print(f"    JSON-RPC pos.order.write, same fields         {jsonrpc:7.1f} calls/s")
+        print(f"    ratio callback / JSON-RPC: {callback / jsonrpc:.2f}x")
+    for concurrency, (callback, jsonrpc) in rates.items():
+        figure(
+            "verified status-2 callbacks vs JSON-RPC write of the same fields, calls/s",
+            f"one threaded server, {concurrency} "
+            + ("client" if concurrency == 1 else "concurrent clients"),
+            "callback",
+            callback,
+            "JSON-RPC",
+            jsonrpc,
+            ">= 1.0",
+        )
 
 
 if __name__ == "__main__":
