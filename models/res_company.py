@@ -127,9 +127,7 @@ class ResCompany(models.Model):
         self.ensure_one()
         self.env.cr.execute(
             SQL(
-                """SELECT %s FROM res_company company
-                     JOIN res_partner partner ON partner.id = company.partner_id
-                    WHERE company.id = %s""",
+                "SELECT %s FROM res_company company WHERE company.id = %s",
                 readers_lang_sql(self.env),
                 self.id,
             )
@@ -238,23 +236,25 @@ class ResCompany(models.Model):
 
 
 def readers_lang_sql(env):
-    """SQL: the language of the notes of ``company`` (alias; its partner is ``partner``):
-    that of its POS managers, who read them (the first, as ``_qimen_managers`` orders
-    them, who gets the to-dos), else the company's. An expression, so that the ERP's
+    """SQL: the language of the notes of ``company`` (alias): that of its POS managers,
+    who read them (the first, as ``_qimen_managers`` orders them, who gets the to-dos),
+    else the company's (NULL when that one has none). An expression, so that the ERP's
     call reads it in the query that finds its company (no cache: one would outlive a
-    manager added in the group's form)."""
+    manager added in the group's form). It names ``res_partner`` once: the planner weighs
+    each of its many indexes at every mention, and this is planned on every ERP call."""
     env["res.partner"].flush_model(["lang"])
     env["res.users"].flush_model(["active", "share", "partner_id", "groups_id", "company_ids"])
     return SQL(
-        """COALESCE(
-               (SELECT manager.lang
-                  FROM res_groups_users_rel member
-                  JOIN res_users users ON users.id = member.uid
-                  JOIN res_company_users_rel allowed
-                    ON allowed.user_id = users.id AND allowed.cid = company.id
-                  JOIN res_partner manager ON manager.id = users.partner_id
-                 WHERE member.gid = %s AND users.active AND NOT users.share
-                 ORDER BY users.id LIMIT 1),
-               partner.lang)""",
-        env.ref("point_of_sale.group_pos_manager").id,
+        """(SELECT reader.lang FROM res_partner reader
+             WHERE reader.id = COALESCE(
+                   (SELECT users.partner_id
+                      FROM res_groups_users_rel member, res_company_users_rel allowed,
+                           res_users users
+                     WHERE member.gid = %s AND allowed.cid = company.id
+                       AND allowed.user_id = member.uid AND users.id = member.uid
+                       AND users.active AND NOT users.share
+                     ORDER BY users.id LIMIT 1),
+                   company.partner_id))""",
+        # the group's id from the registry's cache (env.ref would query the group)
+        env["ir.model.data"]._xmlid_to_res_id("point_of_sale.group_pos_manager"),
     )
