@@ -8,12 +8,15 @@ from odoo import api, fields, models
 from odoo.tools import SQL, format_datetime
 
 from ..const import ORDER_WIRE_FIELDS
+from ..orm_rows import cache_rows, columns
 from ..qimen.inbound import shipped_quantities, transition
 from ..qimen.timeutil import parse_gmt8_to_utc_naive
 from .pos_order_notices import erp_void_summary
 
 # what an ERP call reads of an order before it writes it
 ERP_ORDER_FIELDS = [
+    "state",
+    "company_id",
     "qimen_erp_status",
     "qimen_erp_reported",
     "qimen_erp_last_status",
@@ -39,20 +42,22 @@ class PosOrder(models.Model):
         """Return ``(order, error)``: the company's order with this ERP bill code.
 
         ``lock``: lock it until the transaction ends, so that ERP calls about one order
-        apply one after the other. When another transaction changed the order since this
-        one began, PostgreSQL raises a serialization failure and Odoo runs the request
-        again: that is expected, so it is not logged as a bad query."""
+        apply one after the other, and read what an ERP call reads of it in the same
+        statement. When another transaction changed the order since this one began,
+        PostgreSQL raises a serialization failure and Odoo runs the request again: that is
+        expected, so it is not logged as a bad query."""
         if lock:
             self.env.cr.execute(
                 SQL(
-                    "SELECT id FROM pos_order WHERE company_id = %s AND qimen_bill_code = %s "
+                    "SELECT %s FROM pos_order WHERE company_id = %s AND qimen_bill_code = %s "
                     "LIMIT 2 FOR NO KEY UPDATE",
+                    columns("pos_order", ["id", *ERP_ORDER_FIELDS]),
                     company.id,
                     bill_code,
                 ),
                 log_exceptions=False,
             )
-            orders = self.browse(row[0] for row in self.env.cr.fetchall())
+            orders = cache_rows(self, self.env.cr.fetchall(), ERP_ORDER_FIELDS)
         else:
             orders = self.search(
                 [("company_id", "=", company.id), ("qimen_bill_code", "=", bill_code)], limit=2
@@ -72,8 +77,9 @@ class PosOrder(models.Model):
         written, no note either. A void cancels a draft order, and asks a POS manager to
         refund a paid order (Odoo cannot cancel it)."""
         self.ensure_one()
-        # only what is used (an order has a hundred columns; this runs on every ERP call)
-        self.fetch(["state", "company_id", *ERP_ORDER_FIELDS])
+        # only what is used (an order has a hundred columns; this runs on every ERP call):
+        # nothing when the order was found and locked by the call (read with it)
+        self.fetch(ERP_ORDER_FIELDS)
         status = params["status"]
         shipped_lines = self.env["qimen.erp.shipped.line"]
         shipped = {}
