@@ -22,3 +22,14 @@ def cache_rows(model, rows, names):
             raise ValueError(f"{name}: only plain columns are read this way")
         model.env.cache.insert_missing(records, field, [row[index] for row in rows])
     return records
+
+
+def insert_sql(table, values):
+    """SQL: ``INSERT INTO table (...) VALUES (...)`` of the dict ``values`` (column: value),
+    False stored as NULL as the ORM stores it."""
+    return SQL(
+        "INSERT INTO %s (%s) VALUES (%s)",
+        SQL.identifier(table),
+        SQL(", ").join(SQL.identifier(name) for name in values),
+        SQL(", ").join(SQL("%s", None if value is False else value) for value in values.values()),
+    )
