@@ -31,5 +31,8 @@ def insert_sql(table, values):
         "INSERT INTO %s (%s) VALUES (%s)",
         SQL.identifier(table),
         SQL(", ").join(SQL.identifier(name) for name in values),
-        SQL(", ").join(SQL("%s", None if value is False else value) for value in values.values()),
+        SQL(
+            ", ".join(["%s"] * len(values)),
+            *(None if value is False else value for value in values.values()),
+        ),
     )
