@@ -11,6 +11,10 @@ SQL queries of one callback measured in-process. Run through bench/run, or:
 
     python3 bench/callback.py -c <odoo.conf> -d <database> [--port 8271]
 
+``--profile N`` instead profiles N verified callbacks in-process (cProfile, CPU time;
+each call in its own cursor and commit, as in a request) and prints where the time goes
+(the README's "Where a callback's time goes").
+
 ``--burst N`` instead sends N valid callbacks at once (one connection each) and counts
 the answers: the server's thread and connection limits (``ODOO_MAX_HTTP_THREADS`` in the
 environment, or ``--workers``) decide whether some get an HTML 500 ("connection pool is
@@ -18,7 +22,9 @@ full"). Extra arguments after ``--`` go to the Odoo server.
 """
 
 import argparse
+import cProfile
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -103,6 +109,44 @@ def queries_per_callback(database, bill_code):
             counts.append(cr.sql_log_count - before)
         cr.rollback()
     return counts[-1]
+
+
+def profile(database, orders, top=45):
+    """cProfile (CPU time) of one verified status-2 callback per order, in-process, each
+    in its own cursor and commit as in a request; print the top functions."""
+    registry = odoo.modules.registry.Registry(database)
+
+    def call(query, body):
+        with registry.cursor() as cr:
+            handler = api.Environment(cr, SUPERUSER_ID, {})["qimen.callback.handler"]
+            status, reply, _ctype = handler._handle_call(
+                "POST", urlencode(query).encode(), body, "application/json", "127.0.0.1"
+            )
+            assert status == 200 and parse_reply(reply).ok, reply
+
+    def pushes(tag, some):
+        return [
+            build_push(
+                {"orderBillCode": bill, "status": "2", "shippingSn": f"{tag}-{bill}"},
+                SECRET,
+                APP_KEY,
+                customerid=CUSTOMERID,
+            )[:2]
+            for _order_id, bill in some
+        ]
+
+    for query, body in pushes("WARM", orders[:10]):  # the registry's caches warm
+        call(query, body)
+    calls = pushes("PROFILE", orders)
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    for query, body in calls:
+        call(query, body)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    each = 1000 * stats.total_tt / len(calls)
+    print(f"{len(calls)} callbacks in-process, {each:.2f} ms of CPU each under the profiler")
+    stats.sort_stats("cumulative").print_stats(top)
 
 
 def start_server(config, database, port, extra=()):
@@ -307,10 +351,14 @@ def main():
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
+    parser.add_argument("--profile", type=int, default=0, help="profile N callbacks")
     parser.add_argument("server_args", nargs="*", help="after --: for the Odoo server")
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
-    orders = prepare(args.database, args.burst or args.calls)
+    orders = prepare(args.database, args.profile or args.burst or args.calls)
+    if args.profile:
+        profile(args.database, orders)
+        return
     base = f"http://127.0.0.1:{args.port}"
     if args.burst:
         server = start_server(args.config, args.database, args.port, args.server_args)
