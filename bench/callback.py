@@ -2,13 +2,18 @@
 """What a verified ERP callback costs, against the peer an integrator would otherwise
 use: the ERP writing the same order fields through Odoo's external JSON-RPC.
 
-Starts its own Odoo server (an odoo-bin style launcher) on 127.0.0.1:PORT, then sends,
-in alternating rounds with the same concurrency, signed status-2 callbacks through
-/qimen/callback (each one new content, checked applied) and ``pos.order.write`` calls
-through /jsonrpc, and prints both rates and their ratio, with the SQL queries of one
-callback measured in-process. Run through bench/run, or:
+Starts its own Odoo server (an odoo-bin style launcher) on 127.0.0.1:PORT, then, with
+one client and with 8 at once (``--concurrency``), sends in interleaved rounds (the side
+that goes first alternates) signed status-2 callbacks through /qimen/callback (each one
+new content, checked applied) and bare ``pos.order.write`` calls of the same orders
+through /jsonrpc ``execute_kw``, and prints both rates and their ratio for each, with the
+SQL queries of one callback measured in-process. Run through bench/run, or:
 
     python3 bench/callback.py -c <odoo.conf> -d <database> [--port 8271]
+
+``--profile N`` instead profiles N verified callbacks in-process (cProfile, CPU time;
+each call in its own cursor and commit, as in a request) and prints where the time goes
+(the README's "Where a callback's time goes").
 
 ``--burst N`` instead sends N valid callbacks at once (one connection each) and counts
 the answers: the server's thread and connection limits (``ODOO_MAX_HTTP_THREADS`` in the
@@ -17,7 +22,9 @@ full"). Extra arguments after ``--`` go to the Odoo server.
 """
 
 import argparse
+import cProfile
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -102,6 +109,44 @@ def queries_per_callback(database, bill_code):
             counts.append(cr.sql_log_count - before)
         cr.rollback()
     return counts[-1]
+
+
+def profile(database, orders, top=45):
+    """cProfile (CPU time) of one verified status-2 callback per order, in-process, each
+    in its own cursor and commit as in a request; print the top functions."""
+    registry = odoo.modules.registry.Registry(database)
+
+    def call(query, body):
+        with registry.cursor() as cr:
+            handler = api.Environment(cr, SUPERUSER_ID, {})["qimen.callback.handler"]
+            status, reply, _ctype = handler._handle_call(
+                "POST", urlencode(query).encode(), body, "application/json", "127.0.0.1"
+            )
+            assert status == 200 and parse_reply(reply).ok, reply
+
+    def pushes(tag, some):
+        return [
+            build_push(
+                {"orderBillCode": bill, "status": "2", "shippingSn": f"{tag}-{bill}"},
+                SECRET,
+                APP_KEY,
+                customerid=CUSTOMERID,
+            )[:2]
+            for _order_id, bill in some
+        ]
+
+    for query, body in pushes("WARM", orders[:10]):  # the registry's caches warm
+        call(query, body)
+    calls = pushes("PROFILE", orders)
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    for query, body in calls:
+        call(query, body)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    each = 1000 * stats.total_tt / len(calls)
+    print(f"{len(calls)} callbacks in-process, {each:.2f} ms of CPU each under the profiler")
+    stats.sort_stats("cumulative").print_stats(top)
 
 
 def start_server(config, database, port, extra=()):
@@ -249,6 +294,47 @@ def burst(base, orders):
         print(f"  {answers.count(answer):4}  {answer}")
 
 
+def login(base, database, user, password):
+    uid = requests.post(
+        f"{base}/jsonrpc",
+        json={
+            "jsonrpc": "2.0",
+            "method": "call",
+            "params": {
+                "service": "common",
+                "method": "login",
+                "args": [database, user, password],
+            },
+        },
+        timeout=60,
+    ).json()["result"]
+    if not uid:
+        raise SystemExit(f"cannot log in as {user} for the JSON-RPC side")
+    return uid
+
+
+def compare(base, args, uid, orders, concurrency):
+    """Rates (calls/s) of both sides at ``concurrency`` clients: interleaved rounds, the
+    side that goes first alternating, each round new content on the same orders."""
+
+    def callbacks(tag, some=orders):
+        return callback_tasks(base, some, f"{concurrency}-{tag}")
+
+    def writes(tag, some=orders):
+        return rpc_tasks(base, args.database, uid, args.password, some, f"{concurrency}-{tag}")
+
+    warm = orders[: concurrency * 4]
+    run_parallel(callbacks("warm", warm), concurrency)
+    run_parallel(writes("warm", warm), concurrency)
+    seconds = {"callback": 0.0, "jsonrpc": 0.0}
+    sides = [("callback", callbacks), ("jsonrpc", writes)]
+    for round_no in range(args.rounds):
+        for side, tasks in sides if round_no % 2 == 0 else reversed(sides):
+            seconds[side] += run_parallel(tasks(round_no), concurrency)
+    total = len(orders) * args.rounds
+    return total / seconds["callback"], total / seconds["jsonrpc"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-c", "--config", required=True)
@@ -256,15 +342,23 @@ def main():
     port = os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8271")
     parser.add_argument("--port", type=int, default=int(port), help="HTTP port of the server")
     parser.add_argument("-n", "--calls", type=int, default=200, help="calls per side and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--concurrency",
+        default="1,8",
+        help="clients at once, one comparison each (comma-separated)",
+    )
     parser.add_argument("--login", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
+    parser.add_argument("--profile", type=int, default=0, help="profile N callbacks")
     parser.add_argument("server_args", nargs="*", help="after --: for the Odoo server")
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
-    orders = prepare(args.database, args.burst or args.calls)
+    orders = prepare(args.database, args.profile or args.burst or args.calls)
+    if args.profile:
+        profile(args.database, orders)
+        return
     base = f"http://127.0.0.1:{args.port}"
     if args.burst:
         server = start_server(args.config, args.database, args.port, args.server_args)
@@ -276,56 +370,36 @@ def main():
         return
     queries = queries_per_callback(args.database, orders[0][1])
     server = start_server(args.config, args.database, args.port, args.server_args)
+    rates = {}
     try:
-        uid = requests.post(
-            f"{base}/jsonrpc",
-            json={
-                "jsonrpc": "2.0",
-                "method": "call",
-                "params": {
-                    "service": "common",
-                    "method": "login",
-                    "args": [args.database, args.login, args.password],
-                },
-            },
-            timeout=60,
-        ).json()["result"]
-        if not uid:
-            raise SystemExit(f"cannot log in as {args.login} for the JSON-RPC side")
-        warm = orders[: args.concurrency * 4]
-        run_parallel(callback_tasks(base, warm, "warm"), args.concurrency)
-        run_parallel(rpc_tasks(base, args.database, uid, args.password, warm, "warm"), 2)
-        seconds = {"callback": 0.0, "jsonrpc": 0.0}
-        for round_no in range(args.rounds):
-            seconds["callback"] += run_parallel(
-                callback_tasks(base, orders, round_no), args.concurrency
-            )
-            seconds["jsonrpc"] += run_parallel(
-                rpc_tasks(base, args.database, uid, args.password, orders, round_no),
-                args.concurrency,
-            )
+        uid = login(base, args.database, args.login, args.password)
+        for concurrency in (int(value) for value in args.concurrency.split(",")):
+            rates[concurrency] = compare(base, args, uid, orders, concurrency)
     finally:
         server.terminate()
         server.wait(30)
-    total = args.calls * args.rounds
-    callback, jsonrpc = (total / seconds[side] for side in ("callback", "jsonrpc"))
     print(
-        f"ERP -> store updates, {total} per side in {args.rounds} alternating rounds, "
-        f"{args.concurrency} concurrent clients, one Odoo server (threaded) on loopback"
+        f"ERP -> store updates, {len(orders) * args.rounds} per side in {args.rounds} "
+        "interleaved rounds (who goes first alternates), one Odoo server (threaded) on loopback"
     )
-    print(f"  /qimen/callback status 2 (verified, applied)  {callback:7.1f} calls/s")
-    print(f"  JSON-RPC pos.order.write, same fields         {jsonrpc:7.1f} calls/s")
-    print(f"  ratio callback / JSON-RPC: {callback / jsonrpc:.2f}x")
     print(f"  SQL queries per callback (in-process, as in a request): {queries}")
-    figure(
-        "verified status-2 callbacks vs JSON-RPC write of the same fields, calls/s",
-        f"one threaded server, {args.concurrency} clients",
-        "callback",
-        callback,
-        "JSON-RPC",
-        jsonrpc,
-        ">= 0.7",
-    )
+    for concurrency, (callback, jsonrpc) in rates.items():
+        clients = f"{concurrency} client{'s' if concurrency > 1 else ''}"
+        print(f"  {clients}:")
+        print(f"    /qimen/callback status 2 (verified, applied)  {callback:7.1f} calls/s")
+        print(f"    JSON-RPC pos.order.write, same fields         {jsonrpc:7.1f} calls/s")
+        print(f"    ratio callback / JSON-RPC: {callback / jsonrpc:.2f}x")
+    for concurrency, (callback, jsonrpc) in rates.items():
+        figure(
+            "verified status-2 callbacks vs JSON-RPC write of the same fields, calls/s",
+            f"one threaded server, {concurrency} "
+            + ("client" if concurrency == 1 else "concurrent clients"),
+            "callback",
+            callback,
+            "JSON-RPC",
+            jsonrpc,
+            ">= 1.0",
+        )
 
 
 if __name__ == "__main__":

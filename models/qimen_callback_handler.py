@@ -10,6 +10,7 @@ from odoo import api, models
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import SQL
 
+from ..orm_rows import cache_rows, columns
 from ..qimen.client import redact_params
 from ..qimen.const import INBOUND_METHODS
 from ..qimen.errors import QimenValidationError
@@ -29,6 +30,14 @@ from .qimen_callback_log import AlreadyApplied, logged_body, logged_query
 from .res_company import readers_lang_sql
 
 _logger = logging.getLogger(__name__)
+# what a call reads of the company that receives it
+COMPANY_FIELDS = [
+    "qimen_callback_secret",
+    "qimen_app_secret",
+    "qimen_callback_max_skew",
+    "name",
+    "alias_domain_id",
+]
 
 
 class QimenCallbackHandler(models.AbstractModel):
@@ -120,37 +129,28 @@ class QimenCallbackHandler(models.AbstractModel):
         if not app_key:
             raise InboundError(28, "isv.missing-app-key", self.env._("Missing app key"), 403)
         company = self._receiving_company(app_key, call.customerid)
-        # only what a call uses (a company has a hundred columns): the secret and the skew,
-        # and its catchall (the reply-to of the chatter note)
-        company.fetch(
-            [
-                "qimen_callback_secret",
-                "qimen_app_secret",
-                "qimen_callback_max_skew",
-                "name",
-                "alias_domain_id",
-            ]
-        )
         check_signature(call, company._qimen_callback_secret())
         check_timestamp(call, company.qimen_callback_max_skew or 600)
         return company
 
     def _receiving_company(self, app_key, customerid):
         """The company that receives calls for ``app_key`` (and ``customerid``, the
-        company's or one of its shops', when several companies share the app key).
+        company's or one of its shops', when several companies share the app key), with
+        what a call reads of it (a company has a hundred columns): its secrets and skew,
+        and its name and catchall (the reply-to of the chatter note).
         One query: it runs for every call, before anything else is known."""
         self.env.cr.execute(
             SQL(
-                """SELECT company.id,
+                """SELECT %(columns)s,
                           company.qimen_customerid = %(customerid)s OR EXISTS (
                               SELECT 1 FROM pos_config shop
                                WHERE shop.company_id = company.id AND shop.active
                                  AND shop.qimen_customerid = %(customerid)s),
                           %(lang)s
                      FROM res_company company
-                     JOIN res_partner partner ON partner.id = company.partner_id
                     WHERE company.active AND company.qimen_enabled
                       AND company.qimen_app_key = %(app_key)s""",
+                columns=columns("company", ["id", *COMPANY_FIELDS]),
                 app_key=app_key,
                 customerid=customerid or "",
                 lang=readers_lang_sql(self.env),
@@ -160,7 +160,7 @@ class QimenCallbackHandler(models.AbstractModel):
         if not candidates:
             raise InboundError(29, "isv.appkey-not-exists", self.env._("Invalid app key"), 403)
         if customerid:
-            candidates = [row for row in candidates if row[1]]
+            candidates = [row for row in candidates if row[-2]]
             if not candidates:
                 raise InboundError(
                     41,
@@ -175,15 +175,15 @@ class QimenCallbackHandler(models.AbstractModel):
                 self.env._("customerid is required to choose the company"),
                 400,
             )
-        company_id, _matches, lang = candidates[0]
+        row = candidates[0]
         # the call acts for this company (env.company, without reading the public user),
         # and writes its notes in its readers' language (read by the query above)
         companies = (
             self.env["res.company"]
             .sudo()
-            .with_context(allowed_company_ids=[company_id], qimen_reader_lang=lang)
+            .with_context(allowed_company_ids=[row[0]], qimen_reader_lang=row[-1])
         )
-        return companies.browse(company_id)
+        return cache_rows(companies, [row], COMPANY_FIELDS)
 
     def _apply(self, call, company, log, fmt, last_try):
         """Apply a verified call once: a replay of an applied call (same identity) answers

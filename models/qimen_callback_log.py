@@ -11,6 +11,7 @@ from odoo.tools.sql import create_index
 
 from ..const import ERP_STATUS_SELECTION, GC_BATCH, GC_SECONDS
 from ..dispatch.queue_sql import delete_in_batches
+from ..orm_rows import insert_sql
 from ..qimen.client import redact_params
 from ..qimen.inbound import (
     query_dict,
@@ -216,16 +217,13 @@ class QimenCallbackLog(models.Model):
             calls=1,
             query=json.dumps(log.get("query") or {}, ensure_ascii=False),
         )
-        vals = {name: value if value is not False else None for name, value in vals.items()}
         now = self.env.cr.now()
         vals.update(create_uid=self.env.uid, write_uid=self.env.uid, create_date=now)
         vals["write_date"] = now
         self.env.cr.execute(
             SQL(
-                "INSERT INTO qimen_callback_log (%s) VALUES (%s) "
-                "ON CONFLICT (company_id, call_key) DO NOTHING RETURNING id",
-                SQL(", ").join(SQL.identifier(name) for name in vals),
-                SQL(", ").join(SQL("%s", value) for value in vals.values()),
+                "%s ON CONFLICT (company_id, call_key) DO NOTHING RETURNING id",
+                insert_sql(self._table, vals),
             ),
             log_exceptions=False,  # a serialization failure is expected when racing
         )

@@ -127,9 +127,7 @@ class ResCompany(models.Model):
         self.ensure_one()
         self.env.cr.execute(
             SQL(
-                """SELECT %s FROM res_company company
-                     JOIN res_partner partner ON partner.id = company.partner_id
-                    WHERE company.id = %s""",
+                "SELECT %s FROM res_company company WHERE company.id = %s",
                 readers_lang_sql(self.env),
                 self.id,
             )
@@ -238,23 +236,29 @@ class ResCompany(models.Model):
 
 
 def readers_lang_sql(env):
-    """SQL: the language of the notes of ``company`` (alias; its partner is ``partner``):
-    that of its POS managers, who read them (the first, as ``_qimen_managers`` orders
-    them, who gets the to-dos), else the company's. An expression, so that the ERP's
+    """SQL: the language of the notes of ``company`` (alias): that of its POS managers,
+    who read them (the first, as ``_qimen_managers`` orders them, who gets the to-dos),
+    else the company's (NULL when the one chosen has none). An expression, so that the ERP's
     call reads it in the query that finds its company (no cache: one would outlive a
-    manager added in the group's form)."""
+    manager added in the group's form). Shaped to be cheap to plan, as it is planned on
+    every ERP call: ``res_partner`` named once (the planner weighs each of its many
+    indexes at every mention), the managers of the company as an array (no join order to
+    search): 0.19 ms of planning, where joining the four tables took 0.8 ms."""
     env["res.partner"].flush_model(["lang"])
     env["res.users"].flush_model(["active", "share", "partner_id", "groups_id", "company_ids"])
     return SQL(
-        """COALESCE(
-               (SELECT manager.lang
-                  FROM res_groups_users_rel member
-                  JOIN res_users users ON users.id = member.uid
-                  JOIN res_company_users_rel allowed
-                    ON allowed.user_id = users.id AND allowed.cid = company.id
-                  JOIN res_partner manager ON manager.id = users.partner_id
-                 WHERE member.gid = %s AND users.active AND NOT users.share
-                 ORDER BY users.id LIMIT 1),
-               partner.lang)""",
-        env.ref("point_of_sale.group_pos_manager").id,
+        """(SELECT reader.lang FROM res_partner reader
+             WHERE reader.id = COALESCE(
+                   (SELECT users.partner_id FROM res_users users
+                     WHERE users.id = ANY(ARRAY(
+                               SELECT member.uid FROM res_groups_users_rel member
+                                WHERE member.gid = %s
+                               INTERSECT
+                               SELECT allowed.user_id FROM res_company_users_rel allowed
+                                WHERE allowed.cid = company.id))
+                       AND users.active AND NOT users.share
+                     ORDER BY users.id LIMIT 1),
+                   company.partner_id))""",
+        # the group's id from the registry's cache (env.ref would query the group)
+        env["ir.model.data"]._xmlid_to_res_id("point_of_sale.group_pos_manager"),
     )

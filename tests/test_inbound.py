@@ -188,6 +188,43 @@ class TestInboundCallback(QimenCallbackCase):
         self.assertEqual(len(self.order.message_ids), notes + 2)
         self.assertEqual(self.Log.search([], limit=2).mapped("result"), ["recorded"] * 2)
 
+    def test_the_note_is_the_note_message_log_logs(self):
+        """The call's note is logged in one statement: it is what ``_message_log`` logs
+        (an internal note by OdooBot, no notification), in the order's chatter."""
+        before = self.order.message_ids
+        params = {"orderBillCode": self.bill, "status": "2", "shippingSn": "SF-NOTE"}
+        self.assertEqual(self.call(params)[1].message, "OK")
+        note = self.order.message_ids - before  # the order's messages in cache invalidated
+        self.assertEqual(len(note), 1)
+        reference = self.order._message_log(
+            body=note.body,
+            author_id=self.env.ref("base.partner_root").id,
+            email_from=False,
+        )
+        names = [
+            "model",
+            "res_id",
+            "body",
+            "message_type",
+            "subtype_id",
+            "is_internal",
+            "author_id",
+            "email_from",
+            "reply_to",
+            "record_name",
+            "subject",
+            "email_add_signature",
+            "partner_ids",
+            "notification_ids",
+            "attachment_ids",
+            "tracking_value_ids",
+            "parent_id",
+        ]
+        self.assertEqual(note.read(names)[0] | {"id": 0}, reference.read(names)[0] | {"id": 0})
+        self.assertIn("SF-NOTE", str(note.body))
+        self.assertIn("-openerp-message-notify@", note.message_id)  # as Odoo makes them
+        self.assertNotEqual(note.message_id, reference.message_id)
+
     def test_a_failed_call_is_applied_when_replayed(self):
         params = {"orderBillCode": "ERP-LATE-1", "status": "2", "shippingSn": "LATE"}
         _response, reply = self.call(params)
