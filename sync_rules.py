@@ -12,6 +12,8 @@ and from what the order records:
 - ``not_needed``: nothing to send.
 """
 
+from functools import cache
+
 from odoo.osv.expression import OR
 from odoo.tools import SQL
 
@@ -57,6 +59,9 @@ def recorded_domain():
     return OR([[(name, "in", list(values))] for name, values, _date in RECORDED_EVENTS.values()])
 
 
+# The SQL builders below run once per alias (an SQL object is immutable): the till reads
+# the sync state on every call, which would compose them anew each time.
+@cache
 def recorded_sql(order):
     """SQL: the order (alias ``order``) records at least one event."""
     return SQL(" OR ").join(
@@ -69,6 +74,7 @@ def recorded_sql(order):
     )
 
 
+@cache
 def job_facts_sql(order):
     """SQL of a LATERAL subquery, aliased ``facts``: what the jobs of the order (alias
     ``order``) say, in one probe of the jobs' order index."""
@@ -90,6 +96,7 @@ def job_facts_sql(order):
     )
 
 
+@cache
 def sync_state_sql(order):
     """SQL: the sync state of the order (alias ``order``), from :func:`job_facts_sql`."""
     return SQL(
@@ -104,6 +111,7 @@ def sync_state_sql(order):
     )
 
 
+@cache
 def event_states_sql(order):
     """SQL of a LATERAL subquery, aliased ``events``: for each event, ``<event>_state``
     and ``<event>_date``, the state of its update and when the ERP acknowledged it (its

@@ -1,6 +1,14 @@
 # pylint: disable=print-used
 """What the sync costs a session closing: closing a session of N paid orders, sync on
-vs off, alternating, each side's orders paid through sync_from_ui with its setting.
+vs off, each side's orders paid through sync_from_ui with its setting, measured two ways:
+
+- a commit per order: the orders paid 25 per call, a transaction each, committed; the
+  close is one transaction, committed (in the time);
+- one transaction: the orders paid (25 per call, ``env.flush_all()`` after each call), the
+  session closed (timed, flushed) in one transaction, then rolled back: the next round
+  starts from the same open, empty session.
+
+Rounds alternate the sides (off-on, on-off, ...); each side's figure is its median close.
 Run through bench/run."""
 
 import argparse
@@ -8,28 +16,43 @@ import statistics
 import time
 
 from common import figure
-from sync_from_ui import Till
+from sync_from_ui import Till, backend_cpu
 
 import odoo
 
 
-def close_session(till):
-    """Seconds to close the till's session (one transaction, committed)."""
-    with till.cursor() as cr:
-        env = till.env(cr)
-        session = env["pos.config"].browse(till.config_id).current_session_id
-        cash = sum(session.order_ids.payment_ids.mapped("amount"))
-        count = len(session.order_ids)
-        env.invalidate_all()
-        started = time.perf_counter()
-        session.post_closing_cash_details(cash)
-        result = session.close_session_from_ui()
+def close_session(till, cr=None):
+    """(seconds, CPU seconds, orders) to close the till's session: in a transaction of
+    its own, committed (then a new session is opened), or in ``cr``'s, flushed."""
+    if cr is None:
+        with till.cursor() as own:
+            measured = _close(till, own, commit=True)
+        with till.cursor() as own:
+            till.env(own)["pos.config"].browse(till.config_id).open_ui()
+        return measured
+    return _close(till, cr, commit=False)
+
+
+def _close(till, cr, commit):
+    env = till.env(cr)
+    session = env["pos.config"].browse(till.config_id).current_session_id
+    cash = sum(session.order_ids.payment_ids.mapped("amount"))
+    count = len(session.order_ids)
+    if commit:
+        env.invalidate_all()  # a new request starts with an empty cache
+    db_cpu = backend_cpu(cr)
+    db_started, cpu_started = db_cpu(), time.thread_time()
+    started = time.perf_counter()
+    session.post_closing_cash_details(cash)
+    result = session.close_session_from_ui()
+    if commit:
         cr.commit()
-        elapsed = time.perf_counter() - started
-        assert result.get("successful", True) and session.state == "closed", result
-    with till.cursor() as cr:
-        till.env(cr)["pos.config"].browse(till.config_id).open_ui()
-    return elapsed, count
+    else:
+        env.flush_all()
+    elapsed = time.perf_counter() - started
+    cpu = time.thread_time() - cpu_started + db_cpu() - db_started
+    assert result.get("successful", True) and session.state == "closed", result
+    return elapsed, cpu, count
 
 
 def main():
@@ -37,33 +60,58 @@ def main():
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
     parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     till = Till(odoo.modules.registry.Registry(args.database))
     till.set_sync(False)
     close_session(till)  # start from an empty session
-    seconds = {False: [], True: []}
-    for round_ in range(args.rounds):
-        for enabled in (False, True) if round_ % 2 == 0 else (True, False):
-            till.set_sync(enabled)
-            till.pay_orders(args.orders, per_call=25)
-            elapsed, count = close_session(till)
-            assert count == args.orders, count
-            seconds[enabled].append(elapsed)
-    off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
-    print(f"session close, {args.orders} paid orders, median of {args.rounds} per side")
-    print(f"  sync off  {off:7.2f} s   ({', '.join(f'{s:.2f}' for s in seconds[False])})")
-    print(f"  sync on   {on:7.2f} s   ({', '.join(f'{s:.2f}' for s in seconds[True])})")
-    figure(
-        f"session close with {args.orders} paid orders, sync on vs off, s",
-        "a commit per 25 orders",
-        "sync on",
-        on,
-        "sync off",
-        off,
-        "<= 1.1",
+    ways = (
+        (True, "a commit per order", "a commit per 25 orders, the close committed"),
+        (
+            False,
+            "one transaction",
+            "one transaction: the orders paid (a flush per call of 25) and the session "
+            "closed (flushed), rolled back",
+        ),
     )
+    for commit, way, conditions in ways:
+        seconds = {False: [], True: []}
+        cpu = {False: [], True: []}
+        for round_ in range(args.rounds):
+            for enabled in (False, True) if round_ % 2 == 0 else (True, False):
+                if commit:
+                    till.set_sync(enabled)
+                    till.pay_orders(args.orders, per_call=25)
+                    elapsed, used, count = close_session(till)
+                else:
+                    with till.cursor() as cr:
+                        till.set_sync(enabled, cr)
+                        till.pay_orders(args.orders, per_call=25, cr=cr)
+                        elapsed, used, count = close_session(till, cr)
+                        cr.rollback()
+                assert count == args.orders, count
+                seconds[enabled].append(elapsed)
+                cpu[enabled].append(used)
+        off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
+        print(f"session close, {args.orders} paid orders, {way}, median of {args.rounds} per side")
+        for enabled, label in ((False, "sync off"), (True, "sync on")):
+            print(
+                f"  {label:8}  {statistics.median(seconds[enabled]):7.2f} s   "
+                f"({', '.join(f'{s:.2f}' for s in seconds[enabled])})   "
+                f"CPU {statistics.median(cpu[enabled]):7.2f} s"
+            )
+        cpu_ratio = statistics.median(cpu[True]) / statistics.median(cpu[False])
+        print(f"  on/off: {on / off:.3f}x (CPU {cpu_ratio:.3f}x)")
+        figure(
+            f"session close with {args.orders} paid orders, sync on vs off, s",
+            f"{conditions}; median of {args.rounds} alternating rounds",
+            "sync on",
+            on,
+            "sync off",
+            off,
+            "<= 1.1",
+        )
 
 
 if __name__ == "__main__":

@@ -69,9 +69,10 @@ class PosOrder(models.Model):
 
     def _qimen_on_paid(self):
         """Paid: confirmed, and picked up when taken home at once. Each snapshot is taken
-        from the order with what changed up to that event; the order is written once."""
+        from the order with what changed up to that event; the orders are written once
+        for each set of values (one write for the usual single order)."""
         now = fields.Datetime.now()
-        snapshots = []
+        updates, writes = [], {}
         for order in self.filtered(
             lambda o: o.state in ("paid", "done", "invoiced") and o.company_id.qimen_enabled
         ):
@@ -83,11 +84,14 @@ class PosOrder(models.Model):
                 "qimen_confirmor": order._qimen_cashier(),
                 "qimen_confirm_date": now,
             }
-            snapshots.append(order._qimen_snapshot("confirm", vals))
+            updates.append((order, "confirm", vals))
             if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
                 vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
-                snapshots.append(order._qimen_snapshot("pickup", vals))
-            order.write(vals)
+                updates.append((order, "pickup", vals))
+            writes.setdefault(tuple(vals.items()), []).append(order.id)
+        snapshots = self._qimen_snapshots(updates)
+        for vals, ids in writes.items():
+            self.browse(ids).write(dict(vals))
         self._qimen_push(snapshots)
 
     def _qimen_on_refund(self, now):
@@ -165,10 +169,13 @@ class PosOrder(models.Model):
 
     def _qimen_on_session_closed(self):
         """A closed session completes its orders: one write and one insert for all."""
+        if not self.company_id.filtered("qimen_enabled"):
+            return
         orders = self.filtered(
             lambda o: (
                 o.state in ("done", "invoiced")
-                and not o.refunded_order_id
+                # a refund (refunded_order_id, a compute over every line's refunds)
+                and not o.lines.refunded_orderline_id
                 and o.company_id.qimen_enabled
                 and not o._qimen_voided()
             )
@@ -202,40 +209,44 @@ class PosOrder(models.Model):
     @api.model
     def _qimen_queue(self, updates):
         """Queue ``updates``, a list of ``(order, event)``, in one insert."""
-        return self._qimen_push([order._qimen_snapshot(event) for order, event in updates])
+        return self._qimen_push(self._qimen_snapshots([(o, event, None) for o, event in updates]))
 
     def _qimen_push(self, snapshots):
         """Queue the snapshots now, or with the other orders of the same POS call (see
         :meth:`sync_from_ui`)."""
-        snapshots = [snapshot for snapshot in snapshots if snapshot]
         batch = self.env.context.get("qimen_batch")
         if batch is not None:
             batch.snapshots += snapshots
             return self.env["qimen.sync.job"]
         return self.env["qimen.sync.job"]._enqueue(snapshots)
 
-    def _qimen_snapshot(self, event, changes=None):
-        """``(order, event, payload)`` to queue, taken now (with ``changes`` about to be
-        written); None when the order cannot be sent: incomplete settings are recorded
-        on the order, and a Python error in one order's snapshot loses that update only
-        (logged)."""
-        self.ensure_one()
-        problems = self._qimen_sync_problems()
-        if problems:
-            self.qimen_config_error = self.env._(
-                "Qimen sync is enabled but not configured: missing %s.", ", ".join(problems)
-            )
-            return None
-        try:
-            if not self.qimen_bill_code:  # a back-office order has no POS reference
-                self.qimen_bill_code = self._qimen_default_bill_code() or self.name
-            snapshot = (self, event, payload.build(self, event, changes))
-        except Exception:
-            _logger.exception("Qimen sync: no snapshot of order %s for %s", self.id, event)
-            return None
-        if self.qimen_config_error:
-            self.qimen_config_error = False
-        return snapshot
+    @api.model
+    def _qimen_snapshots(self, updates):
+        """``(order, event, payload)`` to queue for each ``(order, event, changes)`` of
+        ``updates`` that can be sent, taken now (with ``changes`` about to be written).
+        Incomplete settings (checked once per shop) are recorded on the order instead,
+        and a Python error in one order's snapshot loses that update only (logged)."""
+        problems_of, snapshots = {}, []
+        for order, event, changes in updates:
+            shop = (order.company_id, order.config_id)
+            if shop not in problems_of:
+                problems_of[shop] = order._qimen_sync_problems()
+            if problems_of[shop]:
+                order.qimen_config_error = self.env._(
+                    "Qimen sync is enabled but not configured: missing %s.",
+                    ", ".join(problems_of[shop]),
+                )
+                continue
+            try:
+                if not order.qimen_bill_code:  # a back-office order has no POS reference
+                    order.qimen_bill_code = order._qimen_default_bill_code() or order.name
+                snapshots.append((order, event, payload.build(order, event, changes)))
+            except Exception:
+                _logger.exception("Qimen sync: no snapshot of order %s for %s", order.id, event)
+                continue
+            if order.qimen_config_error:
+                order.qimen_config_error = False
+        return snapshots
 
     def _qimen_sync_problems(self):
         self.ensure_one()

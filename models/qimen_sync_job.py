@@ -3,8 +3,6 @@ import json
 import logging
 from datetime import timedelta
 
-from psycopg2.extras import Json
-
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
@@ -368,33 +366,39 @@ class QimenSyncJob(models.Model):
             return self.browse()
         self.flush_model()  # the index decides on the rows as this transaction left them
         cr, now, uid = self.env.cr, fields.Datetime.now(), self.env.uid
-        rows = SQL(", ").join(
-            SQL(
-                "(%s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, false, %s, %s, %s, %s)",
+        rows = [
+            (
                 order.company_id.id,
                 order.id,
                 order.config_id.id or None,
-                payload["orderBillCode"],
+                params["orderBillCode"],
                 event,
-                payload["status"],
-                Json(payload),
-                now,
-                uid,
-                now,
-                uid,
-                now,
+                params["status"],
+                json.dumps(params),
             )
-            for order, event, payload in updates
-        )
-        cr.execute(
+            for order, event, params in updates
+        ]
+        cr.execute(  # one array per column, whatever the number of rows; ids in their order
             SQL(
                 """INSERT INTO qimen_sync_job
                        (company_id, order_id, config_id, bill_code, event, status, payload,
                         state, attempts, next_attempt, dead_notified,
                         create_uid, create_date, write_uid, write_date)
-                   VALUES %s ON CONFLICT DO NOTHING
+                   SELECT company_id, order_id, config_id, bill_code, event, status, payload,
+                          'pending', 0, %s, false, %s, %s, %s, %s
+                     FROM unnest(%s::int[], %s::int[], %s::int[], %s::varchar[],
+                                 %s::varchar[], %s::varchar[], %s::jsonb[])
+                          WITH ORDINALITY AS u(company_id, order_id, config_id, bill_code,
+                                               event, status, payload, rank)
+                    ORDER BY rank
+                   ON CONFLICT DO NOTHING
                    RETURNING id, company_id, bill_code, event""",
-                rows,
+                now,
+                uid,
+                now,
+                uid,
+                now,
+                *(list(column) for column in zip(*rows, strict=True)),
             )
         )
         inserted = cr.fetchall()
