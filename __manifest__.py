@@ -3,7 +3,7 @@
 {
     "name": "POS Qimen ERP Sync",
     "summary": "Sync POS order statuses with the retailer's ERP through Alibaba's Qimen gateway",
-    "version": "18.0.1.2.0",
+    "version": "18.0.1.3.0",
     "category": "Point of Sale",
     "license": "LGPL-3",
     "author": "pos_qimen_sync authors",
