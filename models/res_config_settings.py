@@ -138,7 +138,8 @@ class ResConfigSettings(models.TransientModel):
         return values
 
     def set_values(self):
-        super().set_values()
+        result = super().set_values()
         jobs = self.env["qimen.sync.job"]
         if self.qimen_dispatch_runs != len(jobs._dispatch_crons()):
             jobs._set_dispatch_runs(self.qimen_dispatch_runs)
+        return result
