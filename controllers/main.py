@@ -28,12 +28,14 @@ class QimenCallbackController(http.Controller):
     ``auth="none"``: the call authenticates itself (its signature, checked before anything
     of an order is read), not with a user; it acts as the superuser (OdooBot, the author
     of its notes), as ``auth="public"`` then ``sudo()`` would, without reading the public
-    user on every call."""
+    user on every call. ``readonly=False``: Odoo 18 runs an ``auth="none"`` route in a
+    read-only transaction first, and the call writes (its log row at least)."""
 
     @http.route(
         CALLBACK_ROUTE,
         type="http",
         auth="none",
+        readonly=False,
         csrf=False,
         save_session=False,
         qimen_raw_request=True,  # see ir.http: nothing parses the query or body before us
