@@ -25,16 +25,14 @@ import argparse
 import cProfile
 import os
 import pstats
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from urllib.parse import urlencode
 
 import requests
-from common import figure
+from common import figure, start_server
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -47,7 +45,6 @@ from qimen.sandbox import build_push
 APP_KEY = "bench-app"
 SECRET = "bench-callback-secret"
 CUSTOMERID = "BENCH_SHOP"
-LAUNCHER = "import odoo\nodoo.cli.main()\n"
 
 
 def prepare(database, orders):
@@ -147,38 +144,6 @@ def profile(database, orders, top=45):
     each = 1000 * stats.total_tt / len(calls)
     print(f"{len(calls)} callbacks in-process, {each:.2f} ms of CPU each under the profiler")
     stats.sort_stats("cumulative").print_stats(top)
-
-
-def start_server(config, database, port, extra=()):
-    launcher = os.path.join(tempfile.mkdtemp(prefix="pqs-bench-"), "odoo-bin")
-    with open(launcher, "w", encoding="utf-8") as handle:
-        handle.write(LAUNCHER)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            launcher,
-            "-c",
-            config,
-            "-d",
-            database,
-            f"--db-filter=^{database}$",
-            "--http-interface=127.0.0.1",
-            f"--http-port={port}",
-            "--max-cron-threads=0",
-            "--log-level=warn",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _attempt in range(240):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/web/login", timeout=2)
-            return server
-        except requests.RequestException:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit("the Odoo server did not start")
 
 
 def run_parallel(tasks, concurrency):

@@ -3,7 +3,16 @@
 sends it."""
 
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
+
+import requests
+
+LAUNCHER = "import odoo\nodoo.cli.main()\n"  # odoo-bin's: Odoo's self-reload works
 
 
 def figure(name, conditions, left_label, left, right_label, right, goal):
@@ -15,6 +24,35 @@ def figure(name, conditions, left_label, left, right_label, right, goal):
         f"|{ratio:.3f}|{goal}"
     )
     return ratio
+
+
+def start_server(config, database, port, args=(), log=None, folder=None):
+    """An Odoo server (threaded) on 127.0.0.1:``port`` for ``database``, started with an
+    odoo-bin style launcher (in ``folder``, default a new one) and Odoo's ``args``; its
+    log in ``log`` (default: none). Returns once it answers HTTP."""
+    with socket.socket() as probe:
+        if not probe.connect_ex(("127.0.0.1", port)):
+            raise SystemExit(f"port {port} is taken: set POS_QIMEN_BENCH_HTTP_PORT")
+    launcher = os.path.join(folder or tempfile.mkdtemp(prefix="pqs-bench-"), "odoo-bin")
+    with open(launcher, "w", encoding="utf-8") as handle:
+        handle.write(LAUNCHER)
+    command = [sys.executable, launcher, "-c", config, "-d", database]
+    command += [f"--db-filter=^{database}$", "--http-interface=127.0.0.1"]
+    command += [f"--http-port={port}", "--max-cron-threads=0", "--log-level=warn", *args]
+    if log:
+        command.append(f"--logfile={log}")
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    where = f": see {log}" if log else ""
+    for _attempt in range(240):
+        if server.poll() is not None:
+            raise SystemExit(f"the Odoo server on port {port} stopped{where}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/web/login", timeout=2)
+            return server
+        except requests.RequestException:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit(f"the Odoo server on port {port} did not start{where}")
 
 
 def gateway(speed):

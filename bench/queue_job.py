@@ -40,14 +40,13 @@ import time
 from collections import defaultdict
 
 import requests
-from common import figure, gateway
-from outbound import APP_KEY, SECRET, dispatcher, payloads
+from common import LAUNCHER, figure, gateway, start_server
+from outbound import configure, dispatcher, payloads
 
 import odoo
 from odoo import SUPERUSER_ID, api
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCHER = "import odoo\nodoo.cli.main()\n"
 # the werkzeug line of a runjob request ends with Odoo's query count, query time and
 # remaining time (odoo.netsvc.PerfFilter)
 RUNJOB_LINE = re.compile(r"GET /queue_job/runjob\?\S+ HTTP/[\d.]+\" 200 - (\d+) ([\d.]+) ([\d.]+)")
@@ -110,33 +109,6 @@ def odoo_command(folder, conf, database, *args, log=None):
     return command
 
 
-def start_server(folder, conf, database, port, log):
-    """The queue_job side's Odoo server: threaded, its job runner in it; werkzeug's
-    request lines (with their query counts) in ``log``."""
-    server = subprocess.Popen(
-        odoo_command(
-            folder,
-            conf,
-            database,
-            f"--db-filter=^{database}$",
-            "--log-handler=werkzeug:INFO",
-            log=log,
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _attempt in range(240):
-        if server.poll() is not None:
-            raise SystemExit(f"the queue_job side's Odoo server stopped: see {log}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/web/login", timeout=2)
-            return server
-        except requests.RequestException:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit(f"the queue_job side's Odoo server did not start: see {log}")
-
-
 def cpu_seconds(pid=None):
     """CPU time (user and system) of a process: this one, or ``pid``."""
     if pid is None:
@@ -144,24 +116,6 @@ def cpu_seconds(pid=None):
     with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def configure(registry, url):
-    """Point the main company at ``url``; return its id."""
-    with registry.cursor() as cr:
-        company = api.Environment(cr, SUPERUSER_ID, {}).ref("base.main_company")
-        company.write(
-            {
-                "qimen_enabled": True,
-                "qimen_gateway": "custom",
-                "qimen_custom_url": url,
-                "qimen_app_key": APP_KEY,
-                "qimen_app_secret": SECRET,
-                "qimen_target_app_key": "bench-erp",
-                "qimen_customerid": "BENCH",
-            }
-        )
-        return company.id
 
 
 def last_xid(registry):
@@ -353,7 +307,7 @@ def main():
     parser.add_argument("--lanes", type=int, default=8, help="and queue_job's capacity")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8078")) + 10
+        "--port", type=int, default=int(os.environ.get("POS_QIMEN_BENCH_HTTP_PORT", "8080")) + 10
     )
     args = parser.parse_args()
     peers = os.environ.get("POS_QIMEN_BENCH_PEERS")
@@ -380,7 +334,9 @@ def main():
         )
         installed = time.perf_counter() - began
         began = time.perf_counter()
-        server = start_server(folder, conf, peer_db, args.port, log)
+        server = start_server(  # werkzeug's request lines hold their query counts
+            conf, peer_db, args.port, ["--log-handler=werkzeug:INFO"], log=log, folder=folder
+        )
         registry = odoo.modules.registry.Registry(args.database)
         peer = odoo.modules.registry.Registry(peer_db)
         company_id = configure(registry, speeds[0][0])

@@ -13,12 +13,11 @@ out (the only cause allowed). Run through bench/run.
 
 import argparse
 import os
-import socket
 import statistics
 import time
 from collections import Counter
 
-import callback
+import common
 import requests
 from common import figure, gateway
 from outbound import configure, payloads, queue
@@ -28,14 +27,11 @@ from odoo import SUPERUSER_ID, api
 
 
 def start_server(config, database, port):
-    """An Odoo server (threaded, one cron thread) on ``port``, its log next to the
+    """An Odoo server with one cron thread on ``port``, its log next to the
     configuration."""
     log = os.path.join(os.path.dirname(config), f"bench-server-{port}.log")
-    with socket.socket() as probe:
-        if not probe.connect_ex(("127.0.0.1", port)):
-            raise SystemExit(f"port {port} is taken: set POS_QIMEN_BENCH_HTTP_PORT")
-    return callback.start_server(
-        config, database, port, ["--max-cron-threads=1", "--log-level=info", f"--logfile={log}"]
+    return common.start_server(
+        config, database, port, ["--max-cron-threads=1", "--log-level=info"], log=log
     )
 
 
