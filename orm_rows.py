@@ -2,12 +2,20 @@
 by hand (a lock, a join the ORM cannot express) then also serves the fields the code
 reads next, with no second query for them."""
 
+from functools import cache
+
 from odoo.tools import SQL
 
 
 def columns(alias, names):
     """SQL: the columns of the stored fields ``names`` of the table aliased ``alias``."""
-    return SQL(", ").join(SQL.identifier(alias, name) for name in names)
+    return SQL(_columns_code(alias, tuple(names)))
+
+
+@cache
+def _columns_code(alias, names):
+    # built once per set of names: this runs on every call of the hot paths
+    return SQL(", ").join(SQL.identifier(alias, name) for name in names).code
 
 
 def cache_rows(model, rows, names):
@@ -28,11 +36,17 @@ def insert_sql(table, values):
     """SQL: ``INSERT INTO table (...) VALUES (...)`` of the dict ``values`` (column: value),
     False stored as NULL as the ORM stores it."""
     return SQL(
-        "INSERT INTO %s (%s) VALUES (%s)",
-        SQL.identifier(table),
-        SQL(", ").join(SQL.identifier(name) for name in values),
-        SQL(
-            ", ".join(["%s"] * len(values)),
-            *(None if value is False else value for value in values.values()),
-        ),
+        _insert_code(table, tuple(values)),
+        *(None if value is False else value for value in values.values()),
     )
+
+
+@cache
+def _insert_code(table, names):
+    # built once per table and set of columns (a few): this runs on every ERP call
+    head = SQL(
+        "INSERT INTO %s (%s) VALUES ",
+        SQL.identifier(table),
+        SQL(", ").join(SQL.identifier(name) for name in names),
+    ).code
+    return f"{head}({', '.join(['%s'] * len(names))})"
