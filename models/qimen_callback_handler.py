@@ -59,8 +59,7 @@ class QimenCallbackHandler(models.AbstractModel):
         the request again after a serialization failure."""
         query = query_dict(query_string or b"")  # lenient: only to log and to answer
         fmt = "xml" if query.get("format", "").lower() == "xml" else "json"
-        log = {
-            "query": logged_query(query),
+        log = {  # its query: the verified call's, else (rejected) as received, below
             "method": storable(query.get("method") or "", 200),
             "remote_addr": remote_addr,
             "body": logged_body(body, content_type),
@@ -81,6 +80,8 @@ class QimenCallbackHandler(models.AbstractModel):
         log.update(
             result=result, code=error.code, message=error.message, http_status=error.http_status
         )
+        if "query" not in log:
+            log["query"] = logged_query(query)
         logs = self.env["qimen.callback.log"]
         if log.get("company_id") or logs._store_unauthenticated(log, query):
             logs.create(log)
