@@ -77,7 +77,7 @@ class PosOrder(models.Model):
     qimen_sync_state = fields.Selection(
         SYNC_STATE_SELECTION,
         string="ERP Sync",
-        compute="_compute_qimen_sync",
+        compute="_compute_qimen_sync_state",
         search="_search_qimen_sync_state",
         compute_sudo=True,
     )
@@ -233,6 +233,35 @@ class PosOrder(models.Model):
 
     @api.depends(
         "qimen_job_ids.state",
+        "qimen_config_error",
+        "qimen_confirm",
+        "qimen_delivery",
+        "qimen_cancelled",
+        "qimen_finished",
+    )
+    def _compute_qimen_sync_state(self):
+        """The sync state alone, by the rule of ``sync_rules.py``: the till reads it on
+        every order it pays, and needs neither what became of each event's update nor
+        the errors (the order form's, below, one query more)."""
+        states = {}
+        ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
+        if ids:
+            self.env["qimen.sync.job"].flush_model(["order_id", "state"])
+            self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
+            self.env.cr.execute(
+                SQL(
+                    "SELECT o.id, %s FROM pos_order o CROSS JOIN %s WHERE o.id IN %s",
+                    sync_state_sql("o"),
+                    job_facts_sql("o"),
+                    ids,
+                )
+            )
+            states = dict(self.env.cr.fetchall())
+        for order in self:
+            order.qimen_sync_state = states.get(order.id, "not_needed")
+
+    @api.depends(
+        "qimen_job_ids.state",
         "qimen_job_ids.attempts",
         "qimen_job_ids.last_error",
         "qimen_job_ids.date_done",
@@ -245,10 +274,9 @@ class PosOrder(models.Model):
         "qimen_finished",
     )
     def _compute_qimen_sync(self):
-        """One query for all the orders (the POS reads the sync state on every paid
-        order), with the rules of ``sync_rules.py`` that the reconciliation report reads
-        too: the sync state, what became of each event's update, and the update the order
-        waits on (its attempts and error)."""
+        """One query for all the orders, with the rules of ``sync_rules.py`` that the
+        reconciliation report reads too: what became of each event's update, and the
+        update the order waits on (its attempts and error)."""
         rows = {}
         ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
         if ids:
@@ -266,10 +294,9 @@ class PosOrder(models.Model):
             self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
             self.env.cr.execute(
                 SQL(
-                    """SELECT o.id, %(state)s AS sync_state, facts.*, events.*
+                    """SELECT o.id, facts.*, events.*
                          FROM pos_order o CROSS JOIN %(facts)s CROSS JOIN %(events)s
                         WHERE o.id IN %(ids)s""",
-                    state=sync_state_sql("o"),
                     facts=job_facts_sql("o"),
                     events=event_states_sql("o"),
                     ids=ids,
@@ -278,8 +305,7 @@ class PosOrder(models.Model):
             names = [column.name for column in self.env.cr.description]
             rows = {row[0]: dict(zip(names, row, strict=True)) for row in self.env.cr.fetchall()}
         for order in self:
-            row = rows.get(order.id) or {"sync_state": "not_needed"}
-            order.qimen_sync_state = row["sync_state"]
+            row = rows.get(order.id) or {}
             order.qimen_sync_attempts = row.get("attempts") or 0
             order.qimen_last_sync = row.get("last_done") or False
             order.qimen_last_error = row.get("head_error") or (
