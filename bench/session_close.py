@@ -9,9 +9,13 @@ vs off, each side's orders paid through sync_from_ui with its setting, measured 
   starts from the same open, empty session.
 
 Rounds alternate the sides (off-on, on-off, ...); each side's figure is its median close.
-Run through bench/run."""
+Each close starts after a full garbage collection, so that Python's collector does not
+fire in one side's close for the garbage of a round before; the one-transaction way is
+cheaper and noisier (its rollbacks leave dead rows that autovacuum cleans up at random
+moments), so it runs more rounds. Run through bench/run."""
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -41,6 +45,7 @@ def _close(till, cr, commit):
     if commit:
         env.invalidate_all()  # a new request starts with an empty cache
     db_cpu = backend_cpu(cr)
+    gc.collect()  # each close starts with the same garbage: none
     db_started, cpu_started = db_cpu(), time.thread_time()
     started = time.perf_counter()
     session.post_closing_cash_details(cash)
@@ -60,25 +65,32 @@ def main():
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
     parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, a commit per order")
+    parser.add_argument(
+        "--rounds-in-one",
+        type=int,
+        default=5,
+        help="rounds, one transaction (cheaper, and noisier: more of them)",
+    )
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     till = Till(odoo.modules.registry.Registry(args.database))
     till.set_sync(False)
     close_session(till)  # start from an empty session
     ways = (
-        (True, "a commit per order", "a commit per 25 orders, the close committed"),
+        (True, "a commit per order", "a commit per 25 orders, the close committed", args.rounds),
         (
             False,
             "one transaction",
             "one transaction: the orders paid (a flush per call of 25) and the session "
             "closed (flushed), rolled back",
+            args.rounds_in_one,
         ),
     )
-    for commit, way, conditions in ways:
+    for commit, way, conditions, rounds in ways:
         seconds = {False: [], True: []}
         cpu = {False: [], True: []}
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             for enabled in (False, True) if round_ % 2 == 0 else (True, False):
                 if commit:
                     till.set_sync(enabled)
@@ -94,7 +106,7 @@ def main():
                 seconds[enabled].append(elapsed)
                 cpu[enabled].append(used)
         off, on = statistics.median(seconds[False]), statistics.median(seconds[True])
-        print(f"session close, {args.orders} paid orders, {way}, median of {args.rounds} per side")
+        print(f"session close, {args.orders} paid orders, {way}, median of {rounds} per side")
         for enabled, label in ((False, "sync off"), (True, "sync on")):
             print(
                 f"  {label:8}  {statistics.median(seconds[enabled]):7.2f} s   "
@@ -105,7 +117,7 @@ def main():
         print(f"  on/off: {on / off:.3f}x (CPU {cpu_ratio:.3f}x)")
         figure(
             f"session close with {args.orders} paid orders, sync on vs off, s",
-            f"{conditions}; median of {args.rounds} alternating rounds",
+            f"{conditions}; median of {rounds} alternating rounds",
             "sync on",
             on,
             "sync off",
