@@ -231,6 +231,15 @@ class PosOrder(models.Model):
             return False
         return f"{self.config_id.qimen_bill_code_prefix or ''}{number}"
 
+    def _qimen_sync_sql_ids(self, job_fields):
+        """The ids of these orders that are in the database, with what the sync's SQL
+        reads of them and of their jobs (``job_fields``) flushed first."""
+        ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
+        if ids:
+            self.env["qimen.sync.job"].flush_model(["order_id", *job_fields])
+            self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
+        return ids
+
     @api.depends(
         "qimen_job_ids.state",
         "qimen_config_error",
@@ -244,10 +253,8 @@ class PosOrder(models.Model):
         every order it pays, and needs neither what became of each event's update nor
         the errors (the order form's, below, one query more)."""
         states = {}
-        ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
+        ids = self._qimen_sync_sql_ids(["state"])
         if ids:
-            self.env["qimen.sync.job"].flush_model(["order_id", "state"])
-            self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
             self.env.cr.execute(
                 SQL(
                     "SELECT o.id, %s FROM pos_order o CROSS JOIN %s WHERE o.id IN %s",
@@ -278,20 +285,10 @@ class PosOrder(models.Model):
         reconciliation report reads too: what became of each event's update, and the
         update the order waits on (its attempts and error)."""
         rows = {}
-        ids = tuple(order_id for order_id in self.ids if isinstance(order_id, int))
+        ids = self._qimen_sync_sql_ids(
+            ["event", "state", "attempts", "last_error", "date_done", "last_request"]
+        )
         if ids:
-            self.env["qimen.sync.job"].flush_model(
-                [
-                    "order_id",
-                    "event",
-                    "state",
-                    "attempts",
-                    "last_error",
-                    "date_done",
-                    "last_request",
-                ]
-            )
-            self.flush_recordset(["qimen_config_error", *RECORDED_FIELDS])
             self.env.cr.execute(
                 SQL(
                     """SELECT o.id, facts.*, events.*
