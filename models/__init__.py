@@ -1,4 +1,6 @@
 from . import res_company
+from . import res_partner
+from . import res_users
 from . import qimen_void_reason
 from . import pos_config
 from . import pos_config_sync_health

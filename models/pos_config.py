@@ -9,6 +9,10 @@ from .res_company import check_customerid
 SAMPLE_ORDER_NUMBER = "00012-001-0003"
 
 
+# what the callback's cache of the companies that receive calls reads of their shops
+CALLBACK_SHOP_FIELDS = frozenset({"active", "company_id", "qimen_customerid"})
+
+
 class PosConfig(models.Model):
     _inherit = "pos.config"
 
@@ -52,11 +56,23 @@ class PosConfig(models.Model):
                     )
                 )
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        if any(vals.get("qimen_customerid") for vals in vals_list):
+            self.env.registry.clear_cache()  # the callback's receiving companies
+        return super().create(vals_list)
+
     def write(self, vals):
+        if CALLBACK_SHOP_FIELDS.intersection(vals):
+            self.env.registry.clear_cache()  # the callback's receiving companies
         res = super().write(vals)
         if vals.get("qimen_customerid"):
             self.company_id._qimen_requeue_missed()
         return res
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # the callback's receiving companies
+        return super().unlink()
 
     def _qimen_unrouted_problems(self, name_shops=False):
         """What keeps these shops' orders from being routed: no customer ID of the shop

@@ -5,6 +5,7 @@ from . import test_dispatcher
 from . import test_inbound
 from . import test_inbound_hostile
 from . import test_inbound_concurrency
+from . import test_inbound_cache
 from . import test_erp_shipped
 from . import test_back_office
 from . import test_breaker

@@ -83,6 +83,10 @@ class QimenCallbackCase(QimenPosCase, HttpCase):
         )
         return response, parse_reply(response.content, response.status_code)
 
+    def _chinese(self):
+        self.env["res.lang"]._activate_lang("zh_CN")
+        self.env["ir.module.module"]._load_module_terms(["pos_qimen_sync"], ["zh_CN"])
+
     def snapshot(self):
         self.order.invalidate_recordset()
         return self.order.read(ORDER_FIELDS)[0], len(self.order.message_ids)

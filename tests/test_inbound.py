@@ -295,10 +295,6 @@ class TestInboundCallback(QimenCallbackCase):
         )
 
     # the readers' language ---------------------------------------------------------------
-    def _chinese(self):
-        self.env["res.lang"]._activate_lang("zh_CN")
-        self.env["ir.module.module"]._load_module_terms(["pos_qimen_sync"], ["zh_CN"])
-
     def test_notes_are_in_the_managers_language_with_field_labels(self):
         """The readers of the notes are the company's POS managers: their language, not
         the company's (English here)."""
