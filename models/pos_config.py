@@ -2,7 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..const import BILL_CODE_PREFIX
-from .res_company import check_customerid
+from .res_company import check_customerid, clear_callback_companies
 
 # What a bill code looks like after the prefix, shown in the settings: the till's order
 # number (session, login, sequence).
@@ -59,19 +59,19 @@ class PosConfig(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         if any(vals.get("qimen_customerid") for vals in vals_list):
-            self.env.registry.clear_cache()  # the callback's receiving companies
+            clear_callback_companies(self.env)
         return super().create(vals_list)
 
     def write(self, vals):
         if CALLBACK_SHOP_FIELDS.intersection(vals):
-            self.env.registry.clear_cache()  # the callback's receiving companies
+            clear_callback_companies(self.env)
         res = super().write(vals)
         if vals.get("qimen_customerid"):
             self.company_id._qimen_requeue_missed()
         return res
 
     def unlink(self):
-        self.env.registry.clear_cache()  # the callback's receiving companies
+        clear_callback_companies(self.env)
         return super().unlink()
 
     def _qimen_unrouted_problems(self, name_shops=False):

@@ -20,8 +20,21 @@ CALLBACK_COMPANY_FIELDS = frozenset(
         "qimen_callback_secret",
         "qimen_callback_max_skew",
         "qimen_customerid",
+        "user_ids",
     }
 )
+
+
+def clear_callback_companies(env):
+    """Clear the registry's cache, where the callback keeps the companies that receive
+    calls: now, and again once the transaction commits (another thread of this server
+    may fill it meanwhile from what was committed before; other servers clear theirs when
+    this request signals it, after the commit)."""
+    env.registry.clear_cache()
+    postcommit = env.cr.postcommit
+    if "pos_qimen_sync.clear_callback_companies" not in postcommit.data:
+        postcommit.data["pos_qimen_sync.clear_callback_companies"] = True
+        postcommit.add(env.registry.clear_cache)
 
 
 def check_customerid(env, value):
@@ -124,12 +137,12 @@ class ResCompany(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         if any(vals.get("qimen_enabled") for vals in vals_list):
-            self.env.registry.clear_cache()  # the callback's receiving companies
+            clear_callback_companies(self.env)
         return super().create(vals_list)
 
     def write(self, vals):
         if CALLBACK_COMPANY_FIELDS.intersection(vals):
-            self.env.registry.clear_cache()  # the callback's receiving companies
+            clear_callback_companies(self.env)
         res = super().write(vals)
         if any(name.startswith("qimen_") for name in vals):
             self._qimen_requeue_missed()
@@ -138,7 +151,7 @@ class ResCompany(models.Model):
         return res
 
     def unlink(self):
-        self.env.registry.clear_cache()  # the callback's receiving companies
+        clear_callback_companies(self.env)
         return super().unlink()
 
     def _qimen_managers(self):

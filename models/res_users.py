@@ -1,5 +1,7 @@
 from odoo import api, models
 
+from .res_company import clear_callback_companies
+
 
 class ResUsers(models.Model):
     _inherit = "res.users"
@@ -12,5 +14,5 @@ class ResUsers(models.Model):
         a user is created."""
         users = super().create(vals_list)
         if users.filtered(lambda user: not user.share):
-            self.env.registry.clear_cache()
+            clear_callback_companies(self.env)
         return users

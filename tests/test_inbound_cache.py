@@ -70,6 +70,29 @@ class TestReceivingCompaniesCache(QimenCallbackCase):
         self.assertTrue(self.shipped("S2")[1].ok)
         self.assertIn("ERP 上报此订单状态为：已取货。", self.note())  # noqa: RUF001
 
+    def test_the_company_renamed_and_its_email_domain_deleted(self):
+        """The note's reply-to is the company's name and catchall: renamed on the
+        company's partner (not through the company's write), or its email domain deleted
+        (the database empties the company's field; Odoo clears the cache on the way),
+        the next call uses the new ones."""
+        domain = self.env["mail.alias.domain"].create(
+            {"name": "qimen-shop.example.com", "catchall_alias": "catchall"}
+        )
+        self.company.alias_domain_id = domain
+        self.assertTrue(self.shipped("S1")[1].ok)
+        self.assertIn(self.company.name, self.order.message_ids[0].reply_to)
+        self.assertIn("catchall@qimen-shop.example.com", self.order.message_ids[0].reply_to)
+        self.company.partner_id.name = "Qimen Renamed Shop"
+        self.assertTrue(self.shipped("S2")[1].ok)
+        self.assertIn("Qimen Renamed Shop", self.order.message_ids[0].reply_to)
+        aliases = self.env["mail.alias"].search([("alias_domain_id", "=", domain.id)])
+        aliases.alias_domain_id = False  # a domain in use cannot be deleted
+        domain.unlink()
+        response, reply = self.shipped("S3")
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertTrue(reply.ok, response.text)
+        self.assertFalse(self.order.message_ids[0].reply_to)
+
     def test_a_customer_language_clears_no_cache(self):
         """The till edits customers: their language is none of the callback's."""
         customer = self.env["res.partner"].create({"name": "Qimen customer"})
