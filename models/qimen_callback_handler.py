@@ -178,8 +178,8 @@ class QimenCallbackHandler(models.AbstractModel):
         app key adds none (a flood of them cannot evict Odoo's other cached values).
         What it reads clears the registry's cache when written, in every worker: the
         companies' and shops' fields here, and, for the readers' language, the users'
-        groups, companies and language (as Odoo does) and the partners' language (see
-        res_partner.py)."""
+        groups, companies and language (as Odoo does) and the partners' language and
+        the companies' names written on their partners (see res_partner.py)."""
         self.env["res.company"].flush_model(CALLBACK_COMPANY_FIELDS)
         self.env["pos.config"].flush_model(CALLBACK_SHOP_FIELDS)
         self.env.cr.execute(

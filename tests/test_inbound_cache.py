@@ -94,10 +94,12 @@ class TestReceivingCompaniesCache(QimenCallbackCase):
         self.assertFalse(self.order.message_ids[0].reply_to)
 
     def test_a_customer_language_clears_no_cache(self):
-        """The till edits customers: their language is none of the callback's."""
+        """The till edits customers, users rename themselves: neither is any of the
+        callback's."""
         customer = self.env["res.partner"].create({"name": "Qimen customer"})
         with patch.object(self.registry, "clear_cache", wraps=self.registry.clear_cache) as clear:
             customer.write({"lang": "en_US"})
+            self.company._qimen_managers()[0].partner_id.write({"name": "Renamed manager"})
             clear.assert_not_called()
             self.company.partner_id.write({"lang": "en_US"})
             clear.assert_called()
