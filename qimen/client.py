@@ -10,6 +10,8 @@ read timeout for the reply to start, then the rest of the read timeout for the b
 (a reply trickling in byte by byte is cut off), capped at :data:`MAX_REPLY_BYTES`.
 """
 
+import functools
+import heapq
 import logging
 import re
 import socket
@@ -36,11 +38,23 @@ DEFAULT_READ_TIMEOUT = 15.0
 
 
 def shared_session():
-    """A ``requests.Session`` reused per thread (keep-alive to the gateway)."""
+    """A ``requests.Session`` reused per thread (keep-alive to the gateway). It does not
+    read the environment on every call (proxies, CA bundle, ``.netrc``: a tenth of a
+    call's own work): :func:`environment_settings` reads it once per gateway."""
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()
+        session.trust_env = False
     return session
+
+
+@functools.lru_cache(maxsize=32)
+def environment_settings(url):
+    """The proxies and CA bundle the environment sets for ``url`` (``HTTPS_PROXY``,
+    ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...), as requests reads them, read once per
+    process: a server's environment does not change while it runs."""
+    settings = requests.Session().merge_environment_settings(url, {}, None, True, None)
+    return {"proxies": settings["proxies"], "verify": settings["verify"]}
 
 
 def mask_signatures(text):
@@ -203,7 +217,10 @@ class QimenClient:
 
     def _post(self, query, body):
         """The only place that talks to the network: return ``(http_status, content)``."""
-        session = self.session or shared_session()
+        if self.session is None:
+            session, settings = shared_session(), environment_settings(self.url)
+        else:
+            session, settings = self.session, {}
         deadline = time.monotonic() + sum(self.timeout)
         response = session.post(
             self.url,
@@ -212,6 +229,7 @@ class QimenClient:
             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             timeout=self.timeout,
             stream=True,
+            **settings,
         )
         with response:
             return response.status_code, _read_body(response, deadline, sum(self.timeout))
@@ -226,14 +244,10 @@ def _read_body(response, deadline, budget):
     """Read a streamed reply before ``deadline`` (monotonic) and within MAX_REPLY_BYTES.
 
     Each socket read has the read timeout, so a reply trickling in byte by byte would never
-    time out: a timer shuts the socket down at the deadline, which ends the blocked read."""
+    time out: the deadline watcher shuts the socket down at the deadline, which ends the
+    blocked read."""
     sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    cut = threading.Event()
-    timer = None
-    if sock is not None:
-        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _cut, (sock, cut))
-        timer.daemon = True
-        timer.start()
+    watch = _DEADLINES.watch(deadline, sock) if sock is not None else None
     chunks, size = [], 0
     try:
         for chunk in response.iter_content(16384):
@@ -242,20 +256,76 @@ def _read_body(response, deadline, budget):
                 raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
             chunks.append(chunk)
     except (requests.RequestException, OSError):
-        if not cut.is_set():
+        if not (watch and watch.cut):
             raise
     finally:
-        if timer is not None:
-            timer.cancel()
-    if cut.is_set():
+        if watch is not None:
+            watch.done = True
+    if watch and watch.cut:
         raise requests.Timeout(f"reply not complete within {budget:g}s")
     return b"".join(chunks)
 
 
-def _cut(sock, cut):
-    cut.set()
+class _Watch:
+    """A socket to shut down at its deadline unless its read is ``done`` by then."""
+
+    __slots__ = ("cut", "deadline", "done", "sock")
+
+    def __init__(self, deadline, sock):
+        self.deadline, self.sock, self.done, self.cut = deadline, sock, False, False
+
+    def __lt__(self, other):
+        return self.deadline < other.deadline
+
+
+class _DeadlineWatcher:
+    """One thread that cuts the reads still running at their deadline, for every call of
+    the process: a timer thread per call would start a thread per call, the costliest
+    part of a call's own work when lanes send side by side. A finished read is only marked
+    done (no wake-up); the thread drops it when it comes to the top of the heap."""
+
+    def __init__(self):
+        self._heap = []
+        self._wake = threading.Condition()
+        self._thread = None
+
+    def watch(self, deadline, sock):
+        watch = _Watch(deadline, sock)
+        with self._wake:
+            heapq.heappush(self._heap, watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="qimen-call-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0] is watch:  # earlier than what the thread waits for
+                self._wake.notify()
+        return watch
+
+    def _run(self):
+        with self._wake:
+            while True:
+                while self._heap and self._heap[0].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                wait = self._heap[0].deadline - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                _cut(heapq.heappop(self._heap))
+
+
+_DEADLINES = _DeadlineWatcher()
+
+
+def _cut(watch):
+    if watch.done:
+        return
+    watch.cut = True
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        watch.sock.shutdown(socket.SHUT_RDWR)
     except OSError as exc:  # already closed
         _logger.debug("Qimen call: socket already closed at its deadline: %s", exc)
 

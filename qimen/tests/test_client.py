@@ -8,7 +8,14 @@ import pytest
 import requests
 from conftest import APP_KEY, SECRET
 
-from qimen.client import QimenClient, SendResult, connection_verdict, shared_session
+from qimen import client as client_module
+from qimen.client import (
+    QimenClient,
+    SendResult,
+    connection_verdict,
+    environment_settings,
+    shared_session,
+)
 from qimen.errors import QimenValidationError
 from qimen.sandbox import FAULT_KINDS
 from qimen.signing import verify
@@ -189,6 +196,59 @@ def test_session_is_reused_per_thread():
     thread.start()
     thread.join()
     assert other[0] is not first
+
+
+def test_the_environments_proxy_is_used_though_read_once(sandbox, monkeypatch):
+    # the gateway's host does not resolve: only the proxy (the sandbox) can answer
+    url = "http://qimen-gateway.invalid/router/qm"
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{sandbox.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    environment_settings.cache_clear()
+    try:
+        assert client(url).salesorder_update(VALUES).ok
+        monkeypatch.setenv("NO_PROXY", "qimen-gateway.invalid")
+        assert client(url).salesorder_update(VALUES).ok, "read once per process"
+        environment_settings.cache_clear()
+        result = client(url, connect_timeout=1).salesorder_update(VALUES)
+        assert result.transient and result.describe().startswith("unreachable")
+    finally:
+        environment_settings.cache_clear()
+    assert len(sandbox.calls("accepted")) == 2
+
+
+def test_calls_start_no_thread_of_their_own(sandbox, monkeypatch):
+    qc = client(sandbox.url)
+    assert qc.salesorder_update(VALUES).ok  # the deadline watcher may start here
+    started = []
+    original = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda t: started.append(t) or original(t))
+    for _ in range(5):
+        assert qc.salesorder_update(VALUES).ok
+    assert started == []
+
+
+def test_the_deadline_watcher_cuts_only_reads_still_running_at_their_deadline():
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        watcher = client_module._DeadlineWatcher()
+        late = watcher.watch(time.monotonic() + 30, pairs[0][0])
+        finished = watcher.watch(time.monotonic() + 0.1, pairs[1][0])
+        finished.done = True
+        # earlier than what the watcher waits for: it wakes up for it
+        due = watcher.watch(time.monotonic() + 0.3, pairs[2][0])
+        pairs[2][0].settimeout(5)
+        started = time.monotonic()
+        assert pairs[2][0].recv(1) == b"", "shut down at its deadline"
+        assert 0.2 < time.monotonic() - started < 3
+        assert due.cut and not finished.cut and not late.cut
+        pairs[1][1].send(b"x")
+        assert pairs[1][0].recv(1) == b"x", "a finished read's socket is left alone"
+        late.done = True
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
 
 
 def test_send_result_describe():
