@@ -8,10 +8,10 @@ jobs at once: ``FOR UPDATE SKIP LOCKED`` gives each job to one of them, and an o
 next update is not due before its previous one is done."""
 
 import logging
+import queue
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -139,27 +139,44 @@ class Lane:
 
     def run(self, claim_until, lease):
         """Send due jobs until none is due or the time is up; return how many were
-        sent. The next job is taken while the current one's call is under way, and an
-        outcome is recorded (with the job after the next one taken) while the next call
-        is under way (the two are never of one order: an order's next update is not due
-        while one of its updates is being sent)."""
-        sent = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="qimen-sync-call") as caller:
-            current = self.claim_next(claim_until, lease)
-            call = current and caller.submit(current.send)
-            following = current and self.claim_next(claim_until, lease)
-            while current:
-                result = call.result()
-                call = following and caller.submit(following.send)
-                after = self.record_and_claim(current, result, claim_until, lease)
+        sent. The lane's caller thread sends one claim after the other; the lane keeps
+        the next claim waiting for it, so that the caller starts the next call as soon as
+        one returns, without waiting for this thread. An outcome is recorded (with the
+        job after the next one taken) while the next call is under way (the two are never
+        of one order: an order's next update is not due while one of its updates is
+        being sent)."""
+        sent, handed = 0, 0  # handed: claims given to the caller, outcome not recorded
+        calls, outcomes = queue.SimpleQueue(), queue.SimpleQueue()
+        caller = threading.Thread(
+            target=_send_each,
+            args=(calls, outcomes),
+            name=f"{threading.current_thread().name}-call",
+            daemon=True,  # like the lanes: a gateway slower than every timeout is left
+        )
+        caller.start()
+        try:
+            taken = self.claim_next(claim_until, lease)
+            while taken or handed:
+                if taken:
+                    calls.put(taken)
+                    handed += 1
+                    if handed < 2:  # one under way, the next waiting for its turn
+                        taken = self.claim_next(claim_until, lease)
+                        continue
+                claim, result = outcomes.get()
+                handed -= 1
+                taken = self.record_and_claim(claim, result, claim_until, lease)
                 sent += 1
-                if following:
-                    current, following = following, after
-                else:  # nothing was under way: the job just taken goes now
-                    current = after
-                    call = current and caller.submit(current.send)
-                    following = current and self.claim_next(claim_until, lease)
+        finally:
+            calls.put(None)  # on an error, what it was handed goes first: leases cover it
+            caller.join()
         return sent
+
+
+def _send_each(calls, outcomes):
+    """A lane's caller: send each claim handed over until told to stop (None)."""
+    while (claim := calls.get()) is not None:
+        outcomes.put((claim, claim.send()))
 
 
 def set_up_lane_connection(cr):

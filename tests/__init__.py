@@ -2,6 +2,7 @@ from . import python_ast_race  # first: see its docstring
 from . import test_install
 from . import test_outbound
 from . import test_dispatcher
+from . import test_lanes
 from . import test_inbound
 from . import test_inbound_hostile
 from . import test_inbound_concurrency
