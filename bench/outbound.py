@@ -254,7 +254,7 @@ def main():
     parser.add_argument("--updates", type=int, default=3000, help="per round, lanes")
     parser.add_argument("--sequential", type=int, default=600, help="per round, one lane")
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--finished", type=int, default=10_000_000)
     args = parser.parse_args()
     url, latency = gateway("fast")
