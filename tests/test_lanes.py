@@ -95,5 +95,5 @@ class TestLane(BaseCase):
             self.run_lane(jobs)
         self.assertEqual(jobs.of("recorded"), [1])
         self.assertEqual(jobs.of("sent"), [1, 2, 3], "only what it was handed")
-        callers = [t for t in threading.enumerate() if t.name.endswith("-call")]
-        self.assertFalse(callers, "the caller thread is gone")
+        caller = f"{threading.current_thread().name}-call"  # this lane's, not another test's
+        self.assertNotIn(caller, [t.name for t in threading.enumerate()], "its caller is gone")
