@@ -96,6 +96,13 @@ def job_facts_sql(order):
     )
 
 
+def queued_state(dead):
+    """The sync state of an order an update was just queued for, as
+    :func:`sync_state_sql` says it (a dead update first, then one waiting), without
+    asking the database: ``dead``, whether an update of the order is dead."""
+    return "failed" if dead else "pending"
+
+
 @cache
 def sync_state_sql(order):
     """SQL: the sync state of the order (alias ``order``), from :func:`job_facts_sql`."""

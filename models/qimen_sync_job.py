@@ -17,8 +17,9 @@ from ..const import (
     JOB_STATE_SELECTION,
     RESEND_EVENT,
 )
-from ..dispatch.queue_sql import DISPATCH_CRONS, delete_in_batches
+from ..dispatch.queue_sql import delete_in_batches
 from ..dispatch.waker import CRON_WAKER
+from ..sync_rules import queued_state
 
 _logger = logging.getLogger(__name__)
 
@@ -392,7 +393,10 @@ class QimenSyncJob(models.Model):
                                                event, status, payload, rank)
                     ORDER BY rank
                    ON CONFLICT DO NOTHING
-                   RETURNING id, company_id, bill_code, event""",
+                   RETURNING id, company_id, bill_code, event, order_id,
+                             EXISTS (SELECT 1 FROM qimen_sync_job dead
+                                      WHERE dead.order_id = qimen_sync_job.order_id
+                                        AND dead.state = 'dead')""",
                 now,
                 uid,
                 now,
@@ -403,7 +407,7 @@ class QimenSyncJob(models.Model):
         )
         inserted = cr.fetchall()
         jobs = self.browse([row[0] for row in inserted])
-        voided = {(company, bill) for _id, company, bill, event in inserted if event == "void"}
+        voided = {(company, bill) for _id, company, bill, event, *_o in inserted if event == "void"}
         if voided:
             cr.execute(
                 SQL(
@@ -421,6 +425,17 @@ class QimenSyncJob(models.Model):
         self.invalidate_model()
         orders.invalidate_recordset(["qimen_job_ids"])
         orders.modified(["qimen_job_ids"])
+        # the till reads the sync state of the orders it pays: known now, without a query
+        # (a void's supersedes may have ended a dead update: that order is read)
+        states = {
+            order_id: queued_state(dead)
+            for _id, company, bill, _event, order_id, dead in inserted
+            if order_id and (company, bill) not in voided
+        }
+        Order = self.env["pos.order"]
+        self.env.cache.update(
+            Order.browse(states), Order._fields["qimen_sync_state"], states.values()
+        )
         if jobs:
             self._trigger_dispatch()
         return jobs
@@ -439,6 +454,9 @@ class QimenSyncJob(models.Model):
         now). The trigger rows are one INSERT (the ORM's create costs the cashier a
         millisecond); the cron threads are woken after the commit by :data:`CRON_WAKER`,
         off the committing request."""
+        crons = self._dispatch_cron_ids()
+        if not crons:  # deleted by hand: nothing to run
+            return
         now = fields.Datetime.now()
         at = at or now
         self.env["ir.cron"].flush_model(["active"])
@@ -448,11 +466,11 @@ class QimenSyncJob(models.Model):
                           (cron_id, call_at, create_uid, create_date, write_uid, write_date)
                    SELECT cron.id, %(at)s, %(uid)s, %(now)s, %(uid)s, %(now)s
                      FROM ir_cron cron
-                    WHERE cron.id IN (%(crons)s) AND cron.active
+                    WHERE cron.id IN %(crons)s AND cron.active
                       AND (%(at)s <= %(now)s OR NOT EXISTS (
                           SELECT 1 FROM ir_cron_trigger
                            WHERE cron_id = cron.id AND call_at = %(at)s))""",
-                crons=DISPATCH_CRONS,
+                crons=crons,
                 at=at,
                 uid=self.env.uid,
                 now=now,

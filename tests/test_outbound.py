@@ -416,6 +416,25 @@ class TestOutboundQueue(QimenPosCase):
         self.dispatch()
         self.assertEqual(pickup.state, "done")
 
+    def test_the_state_of_a_queued_update_is_known_without_a_query(self):
+        """The till reads the sync state of every order it pays: the insert that queues
+        its updates says it (pending, failed while another update is dead), as the
+        database's rule would; a void that supersedes a dead update leaves it unknown."""
+        stuck = self.paid_order()
+        self.sandbox.add_fault("isv", bill_codes=[stuck.qimen_bill_code], count=1)
+        self.dispatch()
+        self.assertEqual(self.jobs(stuck).mapped("state"), ["dead", "pending"])
+        flowing = self.paid_order()
+        Order = self.env["pos.order"]
+        Order._qimen_queue([(stuck, "complete"), (flowing, "complete")])
+        with self.assertQueryCount(0):
+            states = (stuck.qimen_sync_state, flowing.qimen_sync_state)
+        self.assertEqual(states, ("failed", "pending"))
+        (stuck | flowing).invalidate_recordset(["qimen_sync_state"])
+        self.assertEqual((stuck.qimen_sync_state, flowing.qimen_sync_state), states)
+        Order._qimen_queue([(stuck, "void")])  # supersedes the dead update
+        self.assertEqual(stuck.qimen_sync_state, "pending")
+
     def test_duplicates_are_not_enqueued(self):
         order = self.paid_order()
         self.assertEqual(len(self.jobs(order)), 2)
