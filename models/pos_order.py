@@ -35,6 +35,14 @@ class QueueBatch:
         self.snapshots = []
 
 
+class PaidFacts:
+    """The sync's facts of the order ``id`` being paid, for point_of_sale's own write of
+    the paid state to write them (compared and hashed by identity, as a context value)."""
+
+    def __init__(self, order_id, vals):
+        self.id, self.vals, self.written = order_id, vals, False
+
+
 def _sent_fields():
     """What each event's update became, one pair of fields per event (non-stored,
     computed in one pass over the order's jobs, for the order form)."""
@@ -399,12 +407,25 @@ class PosOrder(models.Model):
 
     def action_pos_order_paid(self):
         """Paid (point_of_sale calls this while it saves a paid order, before its
-        picking): the sync fields written here go out in the POS's own UPDATE."""
-        res = super().action_pos_order_paid()
-        self._qimen_safely(self._qimen_on_paid)
+        picking). The sync's facts go in point_of_sale's own write of the paid state (a
+        write of their own cost the till a fifth of the hook), and its updates are
+        queued once that write is done."""
+        facts = []
+        self._qimen_safely(lambda: facts.extend(self._qimen_paid_facts() or ()))
+        if not facts:
+            res = super().action_pos_order_paid()
+            self._qimen_safely(self._qimen_on_refund_paid)
+            return res
+        vals, updates = facts
+        paid = PaidFacts(self.id, vals)
+        res = super(PosOrder, self.with_context(qimen_paid=paid)).action_pos_order_paid()
+        self._qimen_safely(self._qimen_paid_written, paid, updates)
         return res
 
     def write(self, vals):
+        paid = self.env.context.get("qimen_paid")
+        if paid and not paid.written and vals.get("state") == "paid" and self.ids == [paid.id]:
+            vals, paid.written = {**vals, **paid.vals}, True
         if "qimen_bill_code" in vals:
             self.env["qimen.sync.job"]._check_bill_code_change(self, vals["qimen_bill_code"])
         res = super().write(vals)

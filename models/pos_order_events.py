@@ -67,32 +67,48 @@ class PosOrder(models.Model):
         employee = self._fields.get("employee_id") and self.employee_id
         return (employee and employee.name) or self.user_id.name or self.env.user.name
 
-    def _qimen_on_paid(self):
-        """Paid: confirmed, and picked up when taken home at once. Each snapshot is taken
-        from the order with what changed up to that event; the orders are written once
-        for each set of values (one write for the usual single order)."""
+    def _qimen_paid_facts(self):
+        """What paying this order records, taken before point_of_sale writes the paid
+        state, which writes them too (see ``action_pos_order_paid``): ``(values,
+        updates)``, confirmed, and picked up when taken home at once, each update with
+        what its snapshot takes as changed up to its event. None when paying records
+        nothing (the sync off, a refund: see :meth:`_qimen_on_refund_paid`)."""
+        if len(self) != 1 or not self.company_id.qimen_enabled or self.refunded_order_id:
+            return None
         now = fields.Datetime.now()
-        updates, writes = [], {}
-        for order in self.filtered(
-            lambda o: o.state in ("paid", "done", "invoiced") and o.company_id.qimen_enabled
+        vals = {
+            "qimen_confirm": "1",
+            "qimen_confirmor": self._qimen_cashier(),
+            "qimen_confirm_date": now,
+        }
+        updates = [("confirm", vals)]
+        if self.company_id.qimen_pickup_on_paid and not self.shipping_date:
+            # the confirmation's snapshot, taken once both are written, is of before it
+            before = {name: self[name] for name in ("qimen_delivery", "qimen_delivery_date")}
+            updates = [("confirm", dict(vals, **before))]
+            vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
+            updates.append(("pickup", vals))
+        return vals, [(self, event, changes) for event, changes in updates]
+
+    def _qimen_paid_written(self, paid, updates):
+        """Queue the updates of a payment, its facts written (by hand when an override of
+        action_pos_order_paid wrote the paid state without them)."""
+        if not paid.written:
+            if self.state not in ("paid", "done", "invoiced"):
+                return
+            self.write(paid.vals)
+        self._qimen_push(self._qimen_snapshots(updates))
+
+    def _qimen_on_refund_paid(self):
+        now = fields.Datetime.now()
+        for refund in self.filtered(
+            lambda o: (
+                o.state in ("paid", "done", "invoiced")
+                and o.company_id.qimen_enabled
+                and o.refunded_order_id
+            )
         ):
-            if order.refunded_order_id:
-                order._qimen_on_refund(now)
-                continue
-            vals = {
-                "qimen_confirm": "1",
-                "qimen_confirmor": order._qimen_cashier(),
-                "qimen_confirm_date": now,
-            }
-            updates.append((order, "confirm", vals))
-            if order.company_id.qimen_pickup_on_paid and not order.shipping_date:
-                vals = dict(vals, qimen_delivery="1", qimen_delivery_date=now)
-                updates.append((order, "pickup", vals))
-            writes.setdefault(tuple(vals.items()), []).append(order.id)
-        snapshots = self._qimen_snapshots(updates)
-        for vals, ids in writes.items():
-            self.browse(ids).write(dict(vals))
-        self._qimen_push(snapshots)
+            refund._qimen_on_refund(now)
 
     def _qimen_on_refund(self, now):
         """A paid refund may void the order it refunds (customer return)."""
