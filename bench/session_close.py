@@ -65,7 +65,7 @@ def main():
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("-d", "--database", required=True)
     parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, a commit per order")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds, a commit per order")
     parser.add_argument(
         "--rounds-in-one",
         type=int,
