@@ -100,6 +100,7 @@ class PosOrder(models.Model):
         self._qimen_push(self._qimen_snapshots(updates))
 
     def _qimen_on_refund_paid(self):
+        """A paid refund records nothing of its own: it may void the order it refunds."""
         now = fields.Datetime.now()
         for refund in self.filtered(
             lambda o: (

@@ -50,5 +50,7 @@ class QimenSyncJob(models.Model):
                 }
             )
         copies[max(runs - 1, 0) :].unlink()
-        # this server's cache now, the others' at the commit (Odoo signals the change)
+        # this server's cache now and once committed (another thread may refill it
+        # meanwhile with the crons committed before), the other servers' at the commit
         self.env.registry.clear_cache()
+        self.env.cr.postcommit.add(self.env.registry.clear_cache)
