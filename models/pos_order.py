@@ -35,6 +35,16 @@ class QueueBatch:
         self.snapshots = []
 
 
+def default_bill_code(reference, prefix):
+    """The shop's prefix and the till's order number (``00012-001-0003``), not the POS
+    reference: the till translates its first word ("Order", "订单"), so the ERP would
+    see one order format per language, with a space in it."""
+    reference = reference or ""
+    number = POS_ORDER_NUMBER.search(reference)
+    number = number.group(0) if number else "".join(reference.split())
+    return f"{prefix or ''}{number}" if number else False
+
+
 class PaidFacts:
     """The sync's facts of the order ``id`` being paid, for point_of_sale's own write of
     the paid state to write them (compared and hashed by identity, as a context value)."""
@@ -228,16 +238,27 @@ class PosOrder(models.Model):
                 order.qimen_bill_code = order._qimen_default_bill_code()
 
     def _qimen_default_bill_code(self):
-        """The shop's prefix and the till's order number (``00012-001-0003``), not the POS
-        reference: the till translates its first word ("Order", "订单"), so the ERP would
-        see one order format per language, with a space in it."""
         self.ensure_one()
-        reference = self.pos_reference or ""
-        number = POS_ORDER_NUMBER.search(reference)
-        number = number.group(0) if number else "".join(reference.split())
-        if not number:
-            return False
-        return f"{self.config_id.qimen_bill_code_prefix or ''}{number}"
+        return default_bill_code(self.pos_reference, self.config_id.qimen_bill_code_prefix)
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        """The bill code goes in the order's INSERT: computed afterwards, it read the new
+        row back (a query, and a millisecond of the till's request per paid order)."""
+        sessions = self.env["pos.session"]
+        vals_list = [
+            vals
+            if "qimen_bill_code" in vals or not vals.get("session_id")
+            else dict(
+                vals,
+                qimen_bill_code=default_bill_code(
+                    vals.get("pos_reference"),
+                    sessions.browse(vals["session_id"]).config_id.qimen_bill_code_prefix,
+                ),
+            )
+            for vals in vals_list
+        ]
+        return super().create(vals_list)
 
     def _qimen_sync_sql_ids(self, job_fields):
         """The ids of these orders that are in the database, with what the sync's SQL

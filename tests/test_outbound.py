@@ -224,6 +224,44 @@ class TestOutboundTransitions(QimenPosCase):
             with self.subTest(prefix=bad), self.assertRaises(ValidationError):
                 self.config.qimen_bill_code_prefix = bad
 
+    def test_the_bill_code_goes_in_the_new_orders_insert(self):
+        """Computed after the INSERT, it read the new row back: a query of the till's for
+        every order it pays."""
+        if not self.config.current_session_id:
+            self.open_new_session()
+        self.config.qimen_bill_code_prefix = "SH02-"
+        data = self.create_ui_order_data([(self.product1, 1)], uuid="00042-003-0009")
+        executed = []
+        execute = type(self.env.cr).execute
+
+        def spy(cr, query, params=None, log_exceptions=True):
+            executed.append(str(query.code if hasattr(query, "code") else query))
+            return execute(cr, query, params, log_exceptions)
+
+        with patch.object(type(self.env.cr), "execute", spy):
+            order = self._sync_order(data)
+        (insert,) = [q for q in executed if q.startswith('INSERT INTO "pos_order" ')]
+        self.assertIn('"qimen_bill_code"', insert)
+        reads = [
+            q for q in executed if q.startswith("SELECT") and '"pos_order"."qimen_bill_code"' in q
+        ]
+        self.assertEqual(reads, [], "the till read the new order's row back for its bill code")
+        self.assertEqual(order.qimen_bill_code, "SH02-00042-003-0009")
+        self.assertEqual(self.jobs(order).mapped("bill_code"), ["SH02-00042-003-0009"] * 2)
+        # a code given with the order is kept (the back office, an import)
+        given = self.env["pos.order"].create(
+            {
+                "session_id": self.config.current_session_id.id,
+                "pos_reference": "Order 00042-003-0010",
+                "qimen_bill_code": "IMPORTED-1",
+                "amount_tax": 0,
+                "amount_total": 0,
+                "amount_paid": 0,
+                "amount_return": 0,
+            }
+        )
+        self.assertEqual(given.qimen_bill_code, "IMPORTED-1")
+
     def test_cancelled_draft_is_voided_with_its_reason(self):
         order = self.draft_order()
         order.write({"qimen_void_type": "0", "qimen_void_reason": "不想买了"})
