@@ -1,5 +1,7 @@
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 from types import SimpleNamespace
+from unittest.mock import patch
 from urllib.parse import urlsplit
 
 from dateutil.relativedelta import relativedelta
@@ -158,6 +160,19 @@ class QimenPosCase(SandboxedPos, TestPoSCommon):
 
     def dispatch(self):
         return self.Job._dispatch(inline=True)
+
+    @contextmanager
+    def executed_queries(self):
+        """The text of every query the block runs on this test's cursor."""
+        executed = []
+        execute = type(self.env.cr).execute
+
+        def spy(cr, query, params=None, log_exceptions=True):
+            executed.append(str(query.code if hasattr(query, "code") else query))
+            return execute(cr, query, params, log_exceptions)
+
+        with patch.object(type(self.env.cr), "execute", spy):
+            yield executed
 
     def jobs(self, order):
         return self.Job.search([("bill_code", "=", order.qimen_bill_code)], order="id")

@@ -2,7 +2,6 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -278,22 +277,12 @@ class TestQueueHygiene(QimenPosCase):
         )
 
 
+def job_inserts(executed):
+    return [query for query in executed if "INSERT INTO qimen_sync_job" in query]
+
+
 @tagged("post_install", "-at_install")
 class TestOrderSyncState(QimenPosCase):
-    @contextmanager
-    def job_inserts(self):
-        """The INSERTs into the job table that the block runs."""
-        inserts = []
-        execute = type(self.env.cr).execute
-
-        def spy(cr, query, params=None, log_exceptions=True):
-            if "INSERT INTO qimen_sync_job" in str(query):
-                inserts.append(query)
-            return execute(cr, query, params, log_exceptions)
-
-        with patch.object(type(self.env.cr), "execute", spy):
-            yield inserts
-
     def test_filters_match_the_badge(self):
         synced, vacuumed = self.paid_order(), self.paid_order()
         self.dispatch()
@@ -364,11 +353,11 @@ class TestOrderSyncState(QimenPosCase):
         orders = [self.paid_order() for _i in range(5)]
         self.dispatch()
         session = self.config.current_session_id
-        with self.job_inserts() as inserts:
+        with self.executed_queries() as executed:
             session.post_closing_cash_details(sum(session.order_ids.payment_ids.mapped("amount")))
             session.close_session_from_ui()
         self.assertEqual(session.state, "closed")
-        self.assertEqual(len(inserts), 1)
+        self.assertEqual(len(job_inserts(executed)), 1)
         for order in orders:
             self.assertIn("complete", self.jobs(order).mapped("event"))
 
@@ -377,9 +366,9 @@ class TestOrderSyncState(QimenPosCase):
         if not self.config.current_session_id:
             self.open_new_session()
         orders = [self.create_ui_order_data([(self.product1, 1)]) for _i in range(3)]
-        with self.job_inserts() as inserts:
+        with self.executed_queries() as executed:
             result = self.env["pos.order"].sync_from_ui(orders)
-        self.assertEqual(len(inserts), 1)
+        self.assertEqual(len(job_inserts(executed)), 1)
         returned = result["pos.order"]
         self.assertEqual(len(returned), 3)
         self.assertEqual({data["qimen_sync_state"] for data in returned}, {"pending"})

@@ -231,14 +231,7 @@ class TestOutboundTransitions(QimenPosCase):
             self.open_new_session()
         self.config.qimen_bill_code_prefix = "SH02-"
         data = self.create_ui_order_data([(self.product1, 1)], uuid="00042-003-0009")
-        executed = []
-        execute = type(self.env.cr).execute
-
-        def spy(cr, query, params=None, log_exceptions=True):
-            executed.append(str(query.code if hasattr(query, "code") else query))
-            return execute(cr, query, params, log_exceptions)
-
-        with patch.object(type(self.env.cr), "execute", spy):
+        with self.executed_queries() as executed:
             order = self._sync_order(data)
         (insert,) = [q for q in executed if q.startswith('INSERT INTO "pos_order" ')]
         self.assertIn('"qimen_bill_code"', insert)

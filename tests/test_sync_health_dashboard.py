@@ -1,6 +1,5 @@
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from unittest.mock import patch
 
 from lxml import etree
 
@@ -192,14 +191,7 @@ class TestSyncHealthDashboard(QimenPosCase):
         self.two_shops()
         shops = self.shop1 | self.shop2 | self.shop1.copy({"name": "Third Shop"})
         shops.invalidate_recordset()
-        executed = []
-        execute = type(self.env.cr).execute
-
-        def spy(cr, query, params=None, log_exceptions=True):
-            executed.append(str(query.code if hasattr(query, "code") else query))
-            return execute(cr, query, params, log_exceptions)
-
-        with patch.object(type(self.env.cr), "execute", spy):
+        with self.executed_queries() as executed:
             shops.with_user(self.pos_user).read(["qimen_waiting_count", "qimen_last_ack"])
         self.assertEqual(len([q for q in executed if "qimen_sync_job" in q]), 2, executed)
 
