@@ -442,12 +442,17 @@ class QimenSyncJob(models.Model):
 
     def _trigger_dispatch(self):
         """Have the dispatcher run as soon as this transaction commits: one cron trigger
-        per transaction however many jobs it queues (a precommit hook runs only if the
-        transaction commits, and once)."""
-        precommit = self.env.cr.precommit
-        if "pos_qimen_sync.trigger" not in precommit.data:
-            precommit.data["pos_qimen_sync.trigger"] = True
-            precommit.add(self._create_dispatch_trigger)
+        per transaction however many jobs it queues. The precommit hook runs at the
+        commit, and at every flushing savepoint before it (a till's picking opens one per
+        order): once this transaction holds a trigger for now, the jobs queued after it
+        need none (a rollback to an enclosing savepoint that removed it would leave them
+        to the cron's own schedule)."""
+        cr = self.env.cr
+        if "pos_qimen_sync.wake" in cr.postcommit.data:  # a trigger for now is in
+            return
+        if "pos_qimen_sync.trigger" not in cr.precommit.data:
+            cr.precommit.data["pos_qimen_sync.trigger"] = True
+            cr.precommit.add(self._create_dispatch_trigger)
 
     def _create_dispatch_trigger(self, at=None):
         """Have the dispatcher's crons (see qimen_dispatch_runs) run ``at`` (default:

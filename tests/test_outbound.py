@@ -610,24 +610,34 @@ class TestOutboundQueue(QimenPosCase):
             other.action_qimen_sync_now()
 
     def test_one_cron_trigger_per_transaction(self):
+        """However many jobs a transaction queues, and however often its precommit hooks
+        run before the commit (at each flushing savepoint: a till's picking opens one per
+        order), it holds one trigger for now; the next transaction makes its own."""
         cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
         Trigger = self.env["ir.cron.trigger"]
-        orders = self.paid_order() | self.paid_order() | self.paid_order()
-        self.env.cr.precommit.run()  # what committing runs
+
+        def new_triggers():
+            return Trigger.search([("cron_id", "=", cron.id)]) - before
+
         before = Trigger.search([("cron_id", "=", cron.id)])
-        self.assertTrue(before, "paying queued jobs and triggered the dispatcher")
+        orders = self.paid_order() | self.paid_order() | self.paid_order()
+        self.env.cr.flush()  # what a savepoint and the commit run first
+        first = new_triggers()
+        self.assertEqual(len(first), 1, "three paid orders, one trigger")
+        self.assertLessEqual(first.call_at, fields.Datetime.now())
         jobs = self.env["pos.order"]._qimen_queue([(order, "void") for order in orders])
         self.assertEqual(len(jobs), 3)
-        self.assertFalse(Trigger.search([("cron_id", "=", cron.id)]) - before, "not before commit")
-        self.env.cr.precommit.run()
-        new = Trigger.search([("cron_id", "=", cron.id)]) - before
-        self.assertEqual(len(new), 1, "three jobs, one trigger")
-        self.assertLessEqual(new.call_at, fields.Datetime.now())
+        self.env.cr.flush()
+        self.assertEqual(new_triggers(), first, "the transaction holds one already")
+        self.env.cr.postcommit.clear()  # committed (its wake ran): a new transaction
         self.assertFalse(
             self.env["pos.order"]._qimen_queue([(orders[0], "void")]), "queued already"
         )
-        self.env.cr.precommit.run()
-        self.assertEqual(Trigger.search([("cron_id", "=", cron.id)]) - before, new, "nothing new")
+        self.env.cr.flush()
+        self.assertEqual(new_triggers(), first, "nothing queued, no trigger")
+        self.paid_order()
+        self.env.cr.flush()
+        self.assertEqual(len(new_triggers() - first), 1, "a new transaction's jobs: its own")
 
     def test_retry_refuses_a_disabled_company(self):
         order = self.paid_order()
