@@ -367,6 +367,19 @@ class QimenSyncJob(models.Model):
             return self.browse()
         self.flush_model()  # the index decides on the rows as this transaction left them
         cr, now, uid = self.env.cr, fields.Datetime.now(), self.env.uid
+        # whether an update of the order is dead: not asked of orders the cache knows
+        # have no job (the till's, created in this request), a subquery's planning saved
+        job_ids = self.env["pos.order"]._fields["qimen_job_ids"]
+        dead_sql = SQL(
+            """EXISTS (SELECT 1 FROM qimen_sync_job dead
+                        WHERE dead.order_id = qimen_sync_job.order_id
+                          AND dead.state = 'dead')"""
+        )
+        if all(
+            self.env.cache.contains(order, job_ids) and not self.env.cache.get(order, job_ids)
+            for order, _event, _params in updates
+        ):
+            dead_sql = SQL("false")
         rows = [
             (
                 order.company_id.id,
@@ -393,16 +406,14 @@ class QimenSyncJob(models.Model):
                                                event, status, payload, rank)
                     ORDER BY rank
                    ON CONFLICT DO NOTHING
-                   RETURNING id, company_id, bill_code, event, order_id,
-                             EXISTS (SELECT 1 FROM qimen_sync_job dead
-                                      WHERE dead.order_id = qimen_sync_job.order_id
-                                        AND dead.state = 'dead')""",
+                   RETURNING id, company_id, bill_code, event, order_id, %s""",
                 now,
                 uid,
                 now,
                 uid,
                 now,
                 *(list(column) for column in zip(*rows, strict=True)),
+                dead_sql,
             )
         )
         inserted = cr.fetchall()

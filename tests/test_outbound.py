@@ -255,6 +255,19 @@ class TestOutboundTransitions(QimenPosCase):
         )
         self.assertEqual(given.qimen_bill_code, "IMPORTED-1")
 
+    def test_the_till_does_not_ask_about_dead_updates_of_a_new_order(self):
+        """A new order has no job yet (the cache says it): the INSERT that queues the
+        till's updates plans no subquery into the jobs for one, and the state is known."""
+        if not self.config.current_session_id:
+            self.open_new_session()
+        data = self.create_ui_order_data([(self.product1, 1)], uuid="00042-003-0011")
+        with self.executed_queries() as executed:
+            order = self._sync_order(data)
+        (insert,) = [q for q in executed if q.startswith("INSERT INTO qimen_sync_job")]
+        self.assertNotIn("EXISTS", insert)
+        with self.assertQueryCount(0):
+            self.assertEqual(order.qimen_sync_state, "pending")
+
     def test_cancelled_draft_is_voided_with_its_reason(self):
         order = self.draft_order()
         order.write({"qimen_void_type": "0", "qimen_void_reason": "不想买了"})
