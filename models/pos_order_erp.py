@@ -99,7 +99,10 @@ class PosOrder(models.Model):
         )
         order = self.with_context(qimen_from_erp=True)
         values = self._qimen_erp_values(params, new_status) if applied else {}
-        order.write(dict(values, **self._qimen_erp_report_values(params)))
+        # the order tracks none of these fields: skip mail's tracking and followers
+        order.with_context(tracking_disable=True).write(
+            dict(values, **self._qimen_erp_report_values(params))
+        )
         if shipped:
             shipped_lines = shipped_lines._qimen_replace(self, shipped)
         if applied and status == "3" and self.state == "draft":
