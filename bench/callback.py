@@ -34,7 +34,7 @@ import uuid
 from urllib.parse import urlencode
 
 import requests
-from common import figure, start_server
+from common import figure, settle, start_server
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -352,6 +352,7 @@ def main():
             server.wait(30)
         return
     queries = queries_per_callback(args.database, orders[0][1])
+    settle(odoo.modules.registry.Registry(args.database))
     server = start_server(args.config, args.database, args.port, args.server_args)
     rates = {}
     try:

@@ -9,17 +9,19 @@ vs off, each side's orders paid through sync_from_ui with its setting, measured 
   starts from the same open, empty session.
 
 Rounds alternate the sides (off-on, on-off, ...); each side's figure is its median close.
-Each close starts after a full garbage collection, so that Python's collector does not
-fire in one side's close for the garbage of a round before; the one-transaction way is
-cheaper and noisier (its rollbacks leave dead rows that autovacuum cleans up at random
-moments), so it runs more rounds. Run through bench/run."""
+Each close starts from a database at rest (``common.settle``, after its orders are paid:
+the dead rows that the rounds before left, a rollback's or a commit's, and the statistics
+that its payments made stale are dealt with before the clock starts, not by autovacuum
+at a random moment of the close), and after a full garbage collection, so that Python's
+collector does not fire in one side's close for the garbage of a round before. Run
+through bench/run."""
 
 import argparse
 import gc
 import statistics
 import time
 
-from common import figure
+from common import figure, settle
 from sync_from_ui import Till, backend_cpu
 
 import odoo
@@ -69,8 +71,8 @@ def main():
     parser.add_argument(
         "--rounds-in-one",
         type=int,
-        default=5,
-        help="rounds, one transaction (cheaper, and noisier: more of them)",
+        default=7,
+        help="rounds, one transaction",
     )
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
@@ -95,11 +97,13 @@ def main():
                 if commit:
                     till.set_sync(enabled)
                     till.pay_orders(args.orders, per_call=25)
+                    settle(till.registry)
                     elapsed, used, count = close_session(till)
                 else:
                     with till.cursor() as cr:
                         till.set_sync(enabled, cr)
                         till.pay_orders(args.orders, per_call=25, cr=cr)
+                        settle(till.registry)  # in another transaction: this one is open
                         elapsed, used, count = close_session(till, cr)
                         cr.rollback()
                 assert count == args.orders, count

@@ -12,7 +12,7 @@ Sync off and sync on alternate in blocks (off-on, on-off, ...) so that a drift o
 machine hits both sides; each side's figure is the median of its calls. The first and
 second halves of the run are also given apart, and the CPU time of the process and of
 its PostgreSQL backends per order: when they agree with the whole, noise did not decide.
-Run through bench/run.
+Each way starts from a database at rest (``common.settle``). Run through bench/run.
 """
 
 import argparse
@@ -20,7 +20,7 @@ import os
 import statistics
 import time
 
-from common import figure, ui_order
+from common import figure, settle, ui_order
 
 import odoo
 from odoo import SUPERUSER_ID, api, fields
@@ -196,6 +196,7 @@ def main():
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     till = Till(odoo.modules.registry.Registry(args.database))
+    settle(till.registry)
     till.set_sync(True)
     till.pay_orders(10)  # warm-up
     per_side = args.blocks * args.block_size
@@ -206,6 +207,7 @@ def main():
         interleaved(till, args.blocks, args.block_size),
         "<= 1.03",
     )
+    settle(till.registry)
     with till.cursor() as cr:
         till.pay_orders(10, cr=cr)  # warm-up
         results = interleaved(till, args.blocks, args.block_size, cr)
