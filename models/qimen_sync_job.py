@@ -23,6 +23,16 @@ from ..sync_rules import queued_state
 
 _logger = logging.getLogger(__name__)
 
+# A transaction's marks (cursor pre/post-commit data): a dispatch trigger is to be
+# inserted at the commit; a trigger for now is in, and the crons are woken after it.
+TRIGGER_KEY = "pos_qimen_sync.trigger"
+WAKE_KEY = "pos_qimen_sync.wake"
+# Whether an update of the row's order is dead (the queueing INSERT's RETURNING).
+DEAD_UPDATE_SQL = SQL(
+    """EXISTS (SELECT 1 FROM qimen_sync_job dead
+                WHERE dead.order_id = qimen_sync_job.order_id AND dead.state = 'dead')"""
+)
+
 # Only the dispatcher and the actions move these; never a user through write() (RPC).
 PROTECTED_FIELDS = frozenset(
     {
@@ -370,16 +380,11 @@ class QimenSyncJob(models.Model):
         # whether an update of the order is dead: not asked of orders the cache knows
         # have no job (the till's, created in this request), a subquery's planning saved
         job_ids = self.env["pos.order"]._fields["qimen_job_ids"]
-        dead_sql = SQL(
-            """EXISTS (SELECT 1 FROM qimen_sync_job dead
-                        WHERE dead.order_id = qimen_sync_job.order_id
-                          AND dead.state = 'dead')"""
-        )
-        if all(
+        jobless = all(
             self.env.cache.contains(order, job_ids) and not self.env.cache.get(order, job_ids)
             for order, _event, _params in updates
-        ):
-            dead_sql = SQL("false")
+        )
+        dead_sql = SQL("false") if jobless else DEAD_UPDATE_SQL
         rows = [
             (
                 order.company_id.id,
@@ -459,10 +464,10 @@ class QimenSyncJob(models.Model):
         need none (a rollback to an enclosing savepoint that removed it would leave them
         to the cron's own schedule)."""
         cr = self.env.cr
-        if "pos_qimen_sync.wake" in cr.postcommit.data:  # a trigger for now is in
+        if WAKE_KEY in cr.postcommit.data:  # a trigger for now is in
             return
-        if "pos_qimen_sync.trigger" not in cr.precommit.data:
-            cr.precommit.data["pos_qimen_sync.trigger"] = True
+        if TRIGGER_KEY not in cr.precommit.data:
+            cr.precommit.data[TRIGGER_KEY] = True
             cr.precommit.add(self._create_dispatch_trigger)
 
     def _create_dispatch_trigger(self, at=None):
@@ -493,8 +498,8 @@ class QimenSyncJob(models.Model):
             )
         )
         postcommit = self.env.cr.postcommit
-        if at <= now and "pos_qimen_sync.wake" not in postcommit.data:
-            postcommit.data["pos_qimen_sync.wake"] = True
+        if at <= now and WAKE_KEY not in postcommit.data:
+            postcommit.data[WAKE_KEY] = True
             postcommit.add(functools.partial(CRON_WAKER.wake, self.env.cr.dbname))
 
     def _notify_dead(self):

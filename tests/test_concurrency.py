@@ -22,6 +22,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, get_db_name, tagged
 from odoo.tools import config
 
+from ..models.qimen_sync_job import WAKE_KEY
 from ..qimen.client import QimenClient, SendResult
 from ..qimen.responses import PERMANENT
 from ..qimen.sandbox import SandboxGateway
@@ -425,7 +426,7 @@ class TestConcurrency(LoopbackRequests, BaseCase):
             with self.registry.cursor() as cr:
                 jobs = self.env_of(cr)["qimen.sync.job"]
                 jobs._create_dispatch_trigger()
-                self.assertTrue(cr.postcommit.data.get("pos_qimen_sync.wake"))
+                self.assertTrue(cr.postcommit.data.get(WAKE_KEY))
             connection = listener._cnx
             for _i in range(50):
                 connection.poll()
