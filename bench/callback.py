@@ -15,6 +15,9 @@ SQL queries of one callback measured in-process. Run through bench/run, or:
 each call in its own cursor and commit, as in a request) and prints where the time goes
 (the README's "Where a callback's time goes").
 
+``--in-process`` instead times both sides through Odoo's WSGI application in this
+process (no socket, no HTTP server, no client): what the HTTP layer adds is left out.
+
 ``--burst N`` instead sends N valid callbacks at once (one connection each) and counts
 the answers: the server's thread and connection limits (``ODOO_MAX_HTTP_THREADS`` in the
 environment, or ``--workers``) decide whether some get an HTML 500 ("connection pool is
@@ -27,6 +30,7 @@ import http.client
 import json
 import os
 import pstats
+import statistics
 import sys
 import threading
 import time
@@ -35,8 +39,10 @@ from urllib.parse import urlencode
 
 import requests
 from common import figure, settle, start_server
+from werkzeug.test import EnvironBuilder
 
 import odoo
+import odoo.http
 from odoo import SUPERUSER_ID, api
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -190,41 +196,26 @@ def post(port, path, body, content_type):
         connection.close()
 
 
-def callback_tasks(port, orders, round_no):
-    """One task per order: a signed status-2 call with new content, built beforehand
-    (as the JSON-RPC side's body), then sent and checked applied."""
-
-    def task(path, body):
-        def send():
-            status, answer = post(port, path, body, "application/json")
-            reply = parse_reply(answer, status)
-            if not (status == 200 and reply.ok and reply.message == "OK"):
-                raise RuntimeError(f"not applied: {status} {answer[:200]!r}")
-
-        return send
-
-    tasks = []
+def callback_requests(orders, round_no):
+    """``(path, body)`` per order: a signed status-2 call with new content."""
+    requests_ = []
     for _order_id, bill in orders:
         params = {"orderBillCode": bill, "status": "2", "shippingSn": f"CB-{round_no}-{bill}"}
         query, body, _ctype = build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID)
-        tasks.append(task(f"/qimen/callback?{urlencode(query)}", body))
-    return tasks
+        requests_.append((f"/qimen/callback?{urlencode(query)}", body))
+    return requests_
 
 
-def rpc_tasks(port, database, uid, password, orders, round_no):
-    """One task per order: ``execute_kw(pos.order, write)`` of the same fields, its
-    body built beforehand, then sent and checked written."""
+def callback_applied(status, answer):
+    reply = parse_reply(answer, status)
+    if not (status == 200 and reply.ok and reply.message == "OK"):
+        raise RuntimeError(f"not applied: {status} {answer[:200]!r}")
 
-    def task(body):
-        def send():
-            status, answer = post(port, "/jsonrpc", body, "application/json")
-            result = json.loads(answer) if status == 200 else {}
-            if result.get("result") is not True:
-                raise RuntimeError(f"write failed: {status} {answer[:200]!r}")
 
-        return send
-
-    tasks = []
+def rpc_requests(database, uid, password, orders, round_no):
+    """``("/jsonrpc", body)`` per order: ``execute_kw(pos.order, write)`` of the same
+    fields."""
+    requests_ = []
     for order_id, bill in orders:
         values = {"qimen_delivery": "1", "qimen_shipping_sn": f"RPC-{round_no}-{bill}"}
         payload = {
@@ -236,8 +227,86 @@ def rpc_tasks(port, database, uid, password, orders, round_no):
                 "args": [database, uid, password, "pos.order", "write", [[order_id], values]],
             },
         }
-        tasks.append(task(json.dumps(payload).encode()))
-    return tasks
+        requests_.append(("/jsonrpc", json.dumps(payload).encode()))
+    return requests_
+
+
+def rpc_written(status, answer):
+    result = json.loads(answer) if status == 200 else {}
+    if result.get("result") is not True:
+        raise RuntimeError(f"write failed: {status} {answer[:200]!r}")
+
+
+def http_tasks(port, requests_, check):
+    """One task per request, its body built beforehand: sent, then checked."""
+
+    def task(path, body):
+        def send():
+            check(*post(port, path, body, "application/json"))
+
+        return send
+
+    return [task(path, body) for path, body in requests_]
+
+
+def callback_tasks(port, orders, round_no):
+    return http_tasks(port, callback_requests(orders, round_no), callback_applied)
+
+
+def rpc_tasks(port, database, uid, password, orders, round_no):
+    return http_tasks(port, rpc_requests(database, uid, password, orders, round_no), rpc_written)
+
+
+def in_process(args, orders, rounds=4):
+    """Both sides through Odoo's WSGI application in this process (no socket, no HTTP
+    server, no client): wall milliseconds per call of each side, interleaved rounds."""
+    odoo.tools.config["dbfilter"] = f"^{args.database}$"  # as the benchmark's server
+    odoo.service.server.load_server_wide_modules()
+    application = odoo.http.root
+
+    def call(path, body):
+        environ = EnvironBuilder(
+            path=path,
+            method="POST",
+            data=body,
+            content_type="application/json",
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        ).get_environ()
+        statuses = []
+        answer = application(environ, lambda status, _headers, _exc=None: statuses.append(status))
+        try:
+            return int(statuses[0].split()[0]), b"".join(answer)
+        finally:
+            getattr(answer, "close", lambda: None)()
+
+    uid = 2  # admin, as the JSON-RPC side logs in
+    sides = {
+        "callback": (lambda tag: callback_requests(orders, tag), callback_applied),
+        "JSON-RPC": (
+            lambda tag: rpc_requests(args.database, uid, args.password, orders, tag),
+            rpc_written,
+        ),
+    }
+    for build, check in sides.values():  # warm
+        for path, body in build("warm")[:20]:
+            check(*call(path, body))
+    times = {side: [] for side in sides}
+    for round_no in range(rounds):
+        for side in list(sides) if round_no % 2 == 0 else reversed(sides):
+            build, check = sides[side]
+            for path, body in build(f"wsgi-{round_no}"):
+                started = time.perf_counter()
+                answer = call(path, body)
+                times[side].append((time.perf_counter() - started) * 1000)
+                check(*answer)
+    print(
+        f"in-process through Odoo's WSGI application, {len(orders)} calls per side and "
+        f"round, {rounds} interleaved rounds, ms per call (median, p90):"
+    )
+    for side, samples in times.items():
+        samples.sort()
+        median, p90 = statistics.median(samples), samples[int(len(samples) * 0.9)]
+        print(f"  {side:9} {median:6.2f}  {p90:6.2f}")
 
 
 def burst(base, orders):
@@ -335,12 +404,20 @@ def main():
     parser.add_argument("--password", default="admin")
     parser.add_argument("--burst", type=int, default=0, help="N valid callbacks at once")
     parser.add_argument("--profile", type=int, default=0, help="profile N callbacks")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="both sides through Odoo's WSGI application in this process, no HTTP",
+    )
     parser.add_argument("server_args", nargs="*", help="after --: for the Odoo server")
     args = parser.parse_args()
     odoo.tools.config.parse_config(["-c", args.config, "-d", args.database, "--log-level=warn"])
     orders = prepare(args.database, args.profile or args.burst or args.calls)
     if args.profile:
         profile(args.database, orders)
+        return
+    if args.in_process:
+        in_process(args, orders)
         return
     base = f"http://127.0.0.1:{args.port}"
     if args.burst:
