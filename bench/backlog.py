@@ -14,7 +14,7 @@ import statistics
 import threading
 import time
 
-from common import figure, gateway
+from common import figure, gateway, outside_transaction
 from outbound import configure, payloads, queue, raw_client
 
 import odoo
@@ -63,10 +63,8 @@ def drain(registry, company_id, items, lanes):
     """Updates/s of one dispatcher run with ``lanes`` lanes on ``items`` queued as due
     jobs; the scan's samples; the most connections seen."""
     queue(registry, company_id, items)
-    with registry.cursor() as cr:
-        cr._cnx.autocommit = True
-        cr.execute("VACUUM ANALYZE qimen_sync_job")  # as autovacuum leaves a table at rest
-        cr._cnx.autocommit = False
+    # as autovacuum leaves a table at rest
+    outside_transaction(registry, "VACUUM ANALYZE qimen_sync_job")
     watch = ScanWatch(registry)
     with registry.cursor() as cr:
         jobs = api.Environment(cr, SUPERUSER_ID, {})["qimen.sync.job"]

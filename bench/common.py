@@ -26,19 +26,25 @@ def figure(name, conditions, left_label, left, right_label, right, goal):
     return ratio
 
 
-def settle(registry):
-    """Leave PostgreSQL nothing to clean up before the clock starts: VACUUM ANALYZE the
-    whole database, then CHECKPOINT (neither can run in a transaction). The benchmarks
-    before (millions of rows written and deleted) and a rolled-back round leave dead
-    rows, and autovacuum would clean them up at random moments of the next measurement,
-    on one of the machine's two cores (untimed, the same for both sides)."""
+def outside_transaction(registry, *statements):
+    """Run ``statements`` on one of ``registry``'s connections in autocommit: VACUUM and
+    CHECKPOINT cannot run in a transaction."""
     with registry.cursor() as cr:
         cr._cnx.autocommit = True
         try:
-            cr.execute("VACUUM ANALYZE")
-            cr.execute("CHECKPOINT")
+            for statement in statements:
+                cr.execute(statement)
         finally:
             cr._cnx.autocommit = False
+
+
+def settle(registry):
+    """Leave PostgreSQL nothing to clean up before the clock starts: VACUUM ANALYZE the
+    whole database, then CHECKPOINT. The benchmarks before (millions of rows written and
+    deleted) and a rolled-back round leave dead rows, and autovacuum would clean them up
+    at random moments of the next measurement, on one of the machine's two cores
+    (untimed, the same for both sides)."""
+    outside_transaction(registry, "VACUUM ANALYZE", "CHECKPOINT")
 
 
 def start_server(config, database, port, args=(), log=None, folder=None):

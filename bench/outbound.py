@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import figure, gateway
+from common import figure, gateway, outside_transaction
 
 import odoo
 from odoo import SUPERUSER_ID, api, fields
@@ -162,8 +162,7 @@ def scan_ms(registry, company_id, finished, pending=1000, repeat=1000):
             "INSERT INTO bench_empty.qimen_sync_job SELECT * FROM public.qimen_sync_job "
             "WHERE state IN ('pending', 'failed')"
         )
-    vacuum(registry, "bench_empty.qimen_sync_job")
-    vacuum(registry, "CHECKPOINT")
+    outside_transaction(registry, "VACUUM ANALYZE bench_empty.qimen_sync_job", "CHECKPOINT")
     from odoo.addons.pos_qimen_sync.dispatch.lanes import set_up_lane_connection
     from odoo.addons.pos_qimen_sync.dispatch.queue_sql import due_query
 
@@ -198,14 +197,6 @@ def scan_ms(registry, company_id, finished, pending=1000, repeat=1000):
             empty.execute("DROP SCHEMA bench_empty CASCADE")
             empty.commit()
     return statistics.median(times["full"]), statistics.median(times["empty"])
-
-
-def vacuum(registry, what):
-    """VACUUM ANALYZE a table (or run CHECKPOINT): neither can run in a transaction."""
-    with registry.cursor() as cr:
-        cr._cnx.autocommit = True
-        cr.execute(what if what == "CHECKPOINT" else f"VACUUM ANALYZE {what}")
-        cr._cnx.autocommit = False
 
 
 def fill(registry, company_id, pending, finished):
@@ -244,7 +235,7 @@ def fill(registry, company_id, pending, finished):
         cr.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for _name, definition in indexes:
             cr.execute(definition)
-    vacuum(registry, "public.qimen_sync_job")
+    outside_transaction(registry, "VACUUM ANALYZE public.qimen_sync_job")
 
 
 def main():
