@@ -279,7 +279,11 @@ def in_process(args, orders, rounds=4):
         finally:
             getattr(answer, "close", lambda: None)()
 
-    uid = 2  # admin, as the JSON-RPC side logs in
+    with odoo.modules.registry.Registry(args.database).cursor() as cr:
+        users = api.Environment(cr, SUPERUSER_ID, {})["res.users"]
+        uid = users.search([("login", "=", args.login)]).id  # as the HTTP run logs in
+    if not uid:
+        raise SystemExit(f"no user {args.login} for the JSON-RPC side")
     sides = {
         "callback": (lambda tag: callback_requests(orders, tag), callback_applied),
         "JSON-RPC": (
@@ -417,6 +421,7 @@ def main():
         profile(args.database, orders)
         return
     if args.in_process:
+        settle(odoo.modules.registry.Registry(args.database))
         in_process(args, orders)
         return
     base = f"http://127.0.0.1:{args.port}"
