@@ -110,12 +110,13 @@ class Till:
         the time); with ``cr``, every call is in its transaction, flushed (in the time),
         not committed."""
         results = []
-        for _call in range(0, count, per_call):
+        for start in range(0, count, per_call):
+            size = min(per_call, count - start)  # the last call pays what is left
             if cr is None:
                 with self.cursor() as own:
-                    results.append(self._pay(own, per_call, commit=True))
+                    results.append(self._pay(own, size, commit=True))
             else:
-                results.append(self._pay(cr, per_call, commit=False))
+                results.append(self._pay(cr, size, commit=False))
         return results
 
     def _pay(self, cr, count, commit):
