@@ -90,6 +90,8 @@ def main():
         ),
     )
     for commit, way, conditions, rounds in ways:
+        if not rounds:
+            continue
         seconds = {False: [], True: []}
         cpu = {False: [], True: []}
         for round_ in range(rounds):
