@@ -213,11 +213,21 @@ def callback_applied(status, answer):
 
 
 def rpc_requests(database, uid, password, orders, round_no):
-    """``("/jsonrpc", body)`` per order: ``execute_kw(pos.order, write)`` of the same
-    fields."""
+    """``("/jsonrpc", body)`` per order: ``execute_kw(pos.order, write)`` of the fields a
+    status-2 callback writes: the ERP's status and its latest report, when, and what it
+    told (its tracking number)."""
     requests_ = []
+    now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     for order_id, bill in orders:
-        values = {"qimen_delivery": "1", "qimen_shipping_sn": f"RPC-{round_no}-{bill}"}
+        told = {"shippingSn": f"RPC-{round_no}-{bill}"}
+        values = {
+            "qimen_erp_status": "2",
+            "qimen_erp_status_date": now,
+            "qimen_erp_reported": told,
+            "qimen_erp_last_status": "2",
+            "qimen_erp_last_report_date": now,
+            "qimen_erp_last_report": told,
+        }
         payload = {
             "jsonrpc": "2.0",
             "method": "call",
