@@ -89,6 +89,13 @@ def prepare(database, orders):
         return [(order.id, order.qimen_bill_code) for order in records]
 
 
+def signed_push(bill, shipping_sn):
+    """``(query, body, content_type)`` of a signed status-2 call of the ERP for the
+    order ``bill``, with new content when ``shipping_sn`` is new."""
+    params = {"orderBillCode": bill, "status": "2", "shippingSn": shipping_sn}
+    return build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID)
+
+
 def queries_per_callback(database, bill_code):
     """SQL queries of one verified status-2 callback with an empty ORM cache, as in a
     request (the registry's caches warm), in a transaction rolled back."""
@@ -98,12 +105,7 @@ def queries_per_callback(database, bill_code):
         log = env["qimen.callback.handler"]
         counts = []
         for index in range(3):  # the first one warms the caches
-            query, body, _ctype = build_push(
-                {"orderBillCode": bill_code, "status": "2", "shippingSn": f"Q{index}"},
-                SECRET,
-                APP_KEY,
-                customerid=CUSTOMERID,
-            )
+            query, body, _ctype = signed_push(bill_code, f"Q{index}")
             env.invalidate_all()
             before = cr.sql_log_count
             status, reply, _ctype = log._handle_call(
@@ -130,15 +132,7 @@ def profile(database, orders, top=45):
             assert status == 200 and parse_reply(reply).ok, reply
 
     def pushes(tag, some):
-        return [
-            build_push(
-                {"orderBillCode": bill, "status": "2", "shippingSn": f"{tag}-{bill}"},
-                SECRET,
-                APP_KEY,
-                customerid=CUSTOMERID,
-            )[:2]
-            for _order_id, bill in some
-        ]
+        return [signed_push(bill, f"{tag}-{bill}")[:2] for _order_id, bill in some]
 
     for query, body in pushes("WARM", orders[:10]):  # the registry's caches warm
         call(query, body)
@@ -200,8 +194,7 @@ def callback_requests(orders, round_no):
     """``(path, body)`` per order: a signed status-2 call with new content."""
     requests_ = []
     for _order_id, bill in orders:
-        params = {"orderBillCode": bill, "status": "2", "shippingSn": f"CB-{round_no}-{bill}"}
-        query, body, _ctype = build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID)
+        query, body, _ctype = signed_push(bill, f"CB-{round_no}-{bill}")
         requests_.append((f"/qimen/callback?{urlencode(query)}", body))
     return requests_
 
@@ -325,10 +318,7 @@ def in_process(args, orders, rounds=4):
 
 def burst(base, orders):
     """Send one valid callback per order, all at once; count the answers."""
-    calls = []
-    for _order_id, bill in orders:
-        params = {"orderBillCode": bill, "status": "2", "shippingSn": f"BURST-{bill}"}
-        calls.append(build_push(params, SECRET, APP_KEY, customerid=CUSTOMERID))
+    calls = [signed_push(bill, f"BURST-{bill}") for _order_id, bill in orders]
     start, answers = threading.Barrier(len(calls)), []
 
     def send(query, body, ctype):
