@@ -70,17 +70,38 @@ class CommittedTransactions:
     never a serialization failure. In Odoo's REPEATABLE READ, or on a deadlock or a lock
     timeout, the work runs again in a fresh transaction, so that an outcome is never
     lost to a conflict. The cache is dropped after: the work writes in SQL, and other
-    transactions change the jobs meanwhile."""
+    transactions change the jobs meanwhile.
+
+    A lane's connection runs in autocommit (see :func:`set_up_lane_connection`): a
+    single statement (:meth:`run_alone`) is then a transaction of its own in one round
+    trip, without BEGIN and COMMIT; other work gets a transaction."""
 
     def __init__(self, env, read_committed=False, tries=10):
         self.env, self.read_committed, self.tries = env, read_committed, tries
 
     def run(self, work):
+        connection = self.env.cr.connection
+        if not connection.autocommit:
+            return self._attempts(work)
+        connection.autocommit = False
+        try:
+            return self._attempts(work)
+        finally:
+            if not connection.closed:
+                connection.autocommit = True
+
+    def run_alone(self, work):
+        """Run ``work``, a single statement (and reads), in autocommit on a lane's
+        connection, else in a transaction like any work."""
+        return self._attempts(work)
+
+    def _attempts(self, work):
         cr = self.env.cr
         for attempt in range(1, self.tries + 1):
             try:
                 if (
                     self.read_committed
+                    and not cr.connection.autocommit
                     and cr.connection.isolation_level != ISOLATION_LEVEL_READ_COMMITTED
                 ):
                     cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -112,6 +133,8 @@ class EnclosingTransaction:
         finally:
             self.env.invalidate_all()
 
+    run_alone = run  # one statement or several, in the caller's transaction
+
 
 class Lane:
     """One sending lane: the statements it prepared and each company's client (with the
@@ -124,12 +147,20 @@ class Lane:
         self.senders = {}
 
     def claim_next(self, claim_until, lease):
-        return self.transactions.run(lambda: self.jobs._claim_next(claim_until, self, lease))
+        return self.transactions.run_alone(lambda: self.jobs._claim_next(claim_until, self, lease))
 
     def record_and_claim(self, claim, result, claim_until, lease):
-        """Record an outcome and take the next job, in one transaction: a commit per
-        update sent rather than two. The job is taken after the outcome is recorded, so
-        that it may be the next update of the order just done."""
+        """Record an outcome and take the next job. A success of a company in good
+        health (most outcomes) is one statement, a transaction of its own; when that
+        statement found nothing due, the lane claims again, which sees the next update
+        of the order just done. Any other outcome goes through the ORM (backoff,
+        notices, the company's health) in one transaction with the next claim, taken
+        after the outcome is recorded for the same reason."""
+        if result.ok and not claim.company_unwell and time.time() < claim_until:
+            taken = self.transactions.run_alone(
+                lambda: self.jobs._record_done_and_claim(claim, result, self, lease)
+            )
+            return taken or self.claim_next(claim_until, lease)
 
         def work():
             self.jobs._record(claim, result, self)
@@ -181,13 +212,15 @@ def _send_each(calls, outcomes):
 
 def set_up_lane_connection(cr):
     """Set up a lane's connection for the lane's life (the pool resets it after): every
-    transaction in READ COMMITTED (see :class:`CommittedTransactions`), and the
-    statements it prepares planned once. Left to itself, PostgreSQL plans a prepared
-    statement again at each run while the table holds few jobs, which costs as much as
-    the scan; the queue's statements are shaped to need no statistics."""
+    transaction in READ COMMITTED, a single statement in autocommit (see
+    :class:`CommittedTransactions`), and the statements it prepares planned once. Left
+    to itself, PostgreSQL plans a prepared statement again at each run while the table
+    holds few jobs, which costs as much as the scan; the queue's statements are shaped
+    to need no statistics."""
     cr.connection.set_isolation_level(ISOLATION_LEVEL_READ_COMMITTED)
     cr.execute("SET plan_cache_mode = force_generic_plan")
     cr.commit()  # pylint: disable=invalid-commit
+    cr.connection.autocommit = True
 
 
 def _lane_thread(registry, claim_until, lease, counts):

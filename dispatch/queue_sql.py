@@ -98,6 +98,23 @@ def done_query(job, lease_until, now, request, reply, code):
     )
 
 
+def done_and_claim_query(job, lease_until, now, request, reply, code, lease):
+    """Mark a job acknowledged (if its claim still holds) and take the next due job, in
+    one statement: run alone (autocommit), it is a transaction of its own in one round
+    trip. Both parts see the queue as it was before the statement, so the next update of
+    the order just done is not due yet in it: the lane claims again when nothing else
+    was (see :meth:`.lanes.Lane.record_and_claim`). The first column is the recorded job
+    (NULL when its claim was taken back), then :func:`claim_query`'s (NULL when none was
+    due)."""
+    return SQL(
+        """WITH done AS (%(done)s), claimed AS (%(claim)s)
+           SELECT (SELECT id FROM done), claimed.*
+             FROM (SELECT 1) AS one LEFT JOIN claimed ON true""",
+        done=done_query(job, lease_until, now, request, reply, code),
+        claim=claim_query(now, lease),
+    )
+
+
 def held_query(job, lease_until):
     """Lock a job whose claim still holds (its failure is recorded through the ORM)."""
     return SQL(

@@ -30,6 +30,7 @@ from ..dispatch.queue_sql import (
     NEXT_WAKE_QUERY,
     Unprepared,
     claim_query,
+    done_and_claim_query,
     done_query,
     due_query,
     expired_query,
@@ -265,6 +266,30 @@ class QimenSyncJob(models.Model):
         job._record_failure(
             result.transient or kind != ORDER, error, vals, systemic=kind in SYSTEMIC_KINDS
         )
+
+    def _record_done_and_claim(self, claim, result, lane, lease):
+        """Record a success and take the next due job, in one statement (see
+        :func:`~..dispatch.queue_sql.done_and_claim_query`); return the next
+        :class:`Claim`, or None when none was due in it. For a company in good health:
+        the outcome leaves its health as it is."""
+        self.env.flush_all()
+        lane.statements.execute(
+            self.env.cr,
+            "qimen_done_claim",
+            ("integer", "timestamp", "timestamp", "jsonb", "text", "varchar", "float"),
+            done_and_claim_query,
+            claim.job_id,
+            claim.lease_until,
+            fields.Datetime.now(),
+            Json(_sent_query(result)) if result.request else None,
+            storable(result.reply_text) or None,
+            storable(result.code) or None,
+            float(lease),
+        )
+        recorded, *row = self.env.cr.fetchone()
+        if recorded is None:
+            self._log_taken_back(claim, result)
+        return self._claim_from(row, lane)
 
     def _log_taken_back(self, claim, result):
         _logger.warning(

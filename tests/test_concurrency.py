@@ -225,30 +225,41 @@ class TestConcurrency(LoopbackRequests, BaseCase):
             self.assertEqual([s for b, s in received if b == bill], ["1", "2"], bill)
         self.assertGreater(peak[0], 1, "updates of different orders went out together")
 
-    def test_a_lane_plans_its_claim_once(self):
+    LANE_STATEMENTS = {"_claim_next": "qimen_claim", "_record_done_and_claim": "qimen_done_claim"}
+
+    def test_a_lane_plans_its_statements_once(self):
         """PostgreSQL plans a prepared statement again at each of its first runs, and
-        for good while the table holds few jobs; a lane's claim is planned once."""
+        for good while the table holds few jobs; a lane's claim, and its success
+        recorded with the next claim, are each planned once."""
         self.committed_orders(4)
         jobs_class = self.registry["qimen.sync.job"]
-        claim_next, plans = jobs_class._claim_next, []
+        originals = {name: getattr(jobs_class, name) for name in self.LANE_STATEMENTS}
+        runs = dict.fromkeys(self.LANE_STATEMENTS.values(), 0)
+        plans = {}
 
-        def recording_claim_next(jobs, *args, **kwargs):
-            claim = claim_next(jobs, *args, **kwargs)
-            jobs.env.cr.execute(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE name = 'qimen_claim'"
-            )
-            plans.append(jobs.env.cr.fetchone())
-            return claim
+        def recording(name):
+            def method(jobs, *args, **kwargs):
+                result = originals[name](jobs, *args, **kwargs)
+                runs[self.LANE_STATEMENTS[name]] += 1
+                jobs.env.cr.execute(
+                    "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements"
+                )
+                plans.update((row[0], row[1:]) for row in jobs.env.cr.fetchall())
+                return result
 
-        jobs_class._claim_next = recording_claim_next
+            return method
+
+        for name in originals:
+            setattr(jobs_class, name, recording(name))
         try:
             self.assertEqual(self.run_dispatchers(dispatchers=1, lanes=1), 8)
         finally:
-            jobs_class._claim_next = claim_next
-        self.assertGreater(len(plans), 8)  # every update, then the one that found none
-        generic, custom = plans[-1]
-        self.assertEqual((generic, custom), (len(plans), 0))
+            for name, original in originals.items():
+                setattr(jobs_class, name, original)
+        # 8 successes, each order's second update claimed on its own, and a last claim
+        self.assertEqual(runs["qimen_done_claim"], 8)
+        self.assertGreater(runs["qimen_claim"], 1)
+        self.assertEqual(plans, {name: (count, 0) for name, count in runs.items()})
 
     def test_recording_an_outcome_never_touches_the_tills_orders(self):
         ((order_id, bill),) = self.committed_orders(1, events=("confirm",))

@@ -14,6 +14,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from ..dispatch import budget, watchdog
+from ..dispatch.lanes import EnclosingTransaction, Lane
 from ..qimen.client import SendResult
 from .common import QimenPosCase
 
@@ -47,6 +48,49 @@ class TestDispatcher(QimenPosCase):
             self.Job._record(claim, SendResult("success", code="1"))
         self.assertIn("taken back", logs.output[0])
         self.assertEqual(confirm.state, "failed")
+
+    def test_a_success_is_recorded_with_the_next_claim_in_one_statement(self):
+        first, second = self.paid_order(), self.paid_order()
+        lane, until = Lane(self.Job, EnclosingTransaction(self.env)), time.time() + 60
+        claim = lane.claim_next(until, 60)
+        first_paid, second_paid = self.jobs(first)[0], self.jobs(second)[0]
+        self.assertEqual(claim.job_id, first_paid.id)
+        with self.executed_queries() as executed:
+            claim = lane.record_and_claim(claim, SendResult("success", code="1"), until, 60)
+        self.assertEqual(len(executed), 1)
+        self.assertEqual(claim.job_id, second_paid.id, "the oldest due, another order's")
+        self.assertEqual((first_paid.state, first_paid.last_code), ("done", "1"))
+        self.assertEqual(second_paid.state, "sending")
+
+    def test_a_lane_claims_again_when_only_the_orders_next_update_waits(self):
+        """The statement sees the queue as it was before it: the order's next update
+        is not due in it; the claim after sees it due."""
+        order = self.paid_order()
+        paid, pickup = self.jobs(order)
+        lane, until = Lane(self.Job, EnclosingTransaction(self.env)), time.time() + 60
+        claim = lane.claim_next(until, 60)
+        with self.executed_queries() as executed:
+            claim = lane.record_and_claim(claim, SendResult("success", code="1"), until, 60)
+        self.assertEqual(len(executed), 2)
+        self.assertEqual(claim.job_id, pickup.id)
+        self.assertEqual((paid.state, pickup.state), ("done", "sending"))
+
+    def test_a_success_taken_back_is_not_recorded_and_the_next_claim_stands(self):
+        first, second = self.paid_order(), self.paid_order()
+        lane, until = Lane(self.Job, EnclosingTransaction(self.env)), time.time() + 60
+        claim = lane.claim_next(until, 60)
+        taken_back = self.jobs(first)[0]
+        self.env.cr.execute(
+            "UPDATE qimen_sync_job SET state = 'failed', lease_until = NULL, "
+            "next_attempt = now() AT TIME ZONE 'UTC' + interval '1 hour' WHERE id = %s",
+            [taken_back.id],
+        )
+        with self.assertLogs("odoo.addons.pos_qimen_sync", "WARNING") as logs:
+            claim = lane.record_and_claim(claim, SendResult("success", code="1"), until, 60)
+        self.assertIn("taken back", logs.output[0])
+        taken_back.invalidate_recordset()
+        self.assertEqual(taken_back.state, "failed", "a late outcome overwrites nothing")
+        self.assertEqual(claim.bill_code, second.qimen_bill_code)
 
     def test_a_run_takes_no_job_it_could_not_finish_within_the_time_limit(self):
         order = self.paid_order()
