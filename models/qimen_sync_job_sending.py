@@ -63,6 +63,21 @@ def _sent_query(result):
     return {"query": result.request["query"]} if result.request else None
 
 
+# done_query's argument types, and its arguments for a claim's success
+DONE_TYPES = ("integer", "timestamp", "timestamp", "jsonb", "text", "varchar")
+
+
+def _done_args(claim, result):
+    return (
+        claim.job_id,
+        claim.lease_until,
+        fields.Datetime.now(),
+        Json(_sent_query(result)) if result.request else None,
+        storable(result.reply_text) or None,
+        storable(result.code) or None,
+    )
+
+
 class QimenSyncJob(models.Model):
     _inherit = "qimen.sync.job"
 
@@ -215,21 +230,10 @@ class QimenSyncJob(models.Model):
         """Record the outcome of a claim, unless the job was taken back meanwhile (its
         lease ran out): a late outcome must not overwrite a newer attempt. A success is
         one statement; a failure goes through the ORM (backoff, notices)."""
-        reply = storable(result.reply_text) or None
-        code = storable(result.code) or None
         statements = lane.statements if lane else Unprepared()
         if result.ok:
             statements.execute(
-                self.env.cr,
-                "qimen_done",
-                ("integer", "timestamp", "timestamp", "jsonb", "text", "varchar"),
-                done_query,
-                claim.job_id,
-                claim.lease_until,
-                fields.Datetime.now(),
-                Json(_sent_query(result)) if result.request else None,
-                reply,
-                code,
+                self.env.cr, "qimen_done", DONE_TYPES, done_query, *_done_args(claim, result)
             )
         else:
             self.env.cr.execute(held_query(claim.job_id, claim.lease_until), log_exceptions=False)
@@ -245,6 +249,7 @@ class QimenSyncJob(models.Model):
             health._locked(claim.company_id)._heal()
         if result.ok:
             return
+        reply, code = storable(result.reply_text) or None, storable(result.code) or None
         vals = {
             "last_request": _sent_query(result) or False,
             "last_reply": reply or False,
@@ -276,14 +281,9 @@ class QimenSyncJob(models.Model):
         lane.statements.execute(
             self.env.cr,
             "qimen_done_claim",
-            ("integer", "timestamp", "timestamp", "jsonb", "text", "varchar", "float"),
+            (*DONE_TYPES, "float"),
             done_and_claim_query,
-            claim.job_id,
-            claim.lease_until,
-            fields.Datetime.now(),
-            Json(_sent_query(result)) if result.request else None,
-            storable(result.reply_text) or None,
-            storable(result.code) or None,
+            *_done_args(claim, result),
             float(lease),
         )
         recorded, *row = self.env.cr.fetchone()
