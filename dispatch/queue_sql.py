@@ -163,12 +163,13 @@ class Statements:
     it is gone when the pool resets the connection."""
 
     def __init__(self):
-        self.prepared = set()
+        self.prepared = {}  # name: the text of its EXECUTE, composed once
 
     def execute(self, cr, name, types, build, *args):
         """Execute ``build(*args)`` as the statement ``name`` (argument ``types``),
         prepared on the first call. Errors are the caller's to retry, not logged."""
-        if name not in self.prepared:
+        execute = self.prepared.get(name)
+        if execute is None:
             cr.execute(SQL("SELECT 1 FROM pg_prepared_statements WHERE name = %s", name))
             if not cr.fetchone():
                 template = build(*(SQL(f"${number}") for number in range(1, len(types) + 1)))
@@ -180,9 +181,12 @@ class Statements:
                         SQL(cr.mogrify(template.code, template.params).decode()),
                     )
                 )
-            self.prepared.add(name)
-        values = SQL(", ").join(SQL("%s", arg) for arg in args)
-        return cr.execute(SQL("EXECUTE %s(%s)", SQL.identifier(name), values), log_exceptions=False)
+            # composing it from SQL objects at each run cost a lane a tenth of a
+            # millisecond per update
+            placeholders = SQL(", ").join(SQL("%s", None) for _type in types)
+            execute = SQL("EXECUTE %s(%s)", SQL.identifier(name), placeholders).code
+            self.prepared[name] = execute
+        return cr.execute(execute, args, log_exceptions=False)
 
 
 class Unprepared:
