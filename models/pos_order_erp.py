@@ -12,6 +12,7 @@ from ..const import ORDER_WIRE_FIELDS
 from ..orm_rows import cache_rows, columns, insert_sql
 from ..qimen.inbound import shipped_quantities, transition
 from ..qimen.timeutil import parse_gmt8_to_utc_naive
+from ..sql_batch import execute_soon
 from .pos_order_notices import erp_void_summary
 
 # what an ERP call reads of an order before it writes it
@@ -216,7 +217,7 @@ class PosOrder(models.Model):
             "write_uid": env.uid,
             "write_date": now,
         }
-        env.cr.execute(insert_sql("mail_message", values))
+        execute_soon(env.cr, insert_sql("mail_message", values))  # with the call's log row
         self.invalidate_recordset(MESSAGES_FIELDS)
 
     def _qimen_erp_details(self, params, shipped_lines=None, tz=None):

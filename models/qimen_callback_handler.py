@@ -26,6 +26,7 @@ from ..qimen.inbound import (
     validate_params,
 )
 from ..qimen.text import storable
+from ..sql_batch import sql_batch
 from .pos_config import CALLBACK_SHOP_FIELDS
 from .qimen_callback_log import AlreadyApplied, logged_body, logged_query
 from .res_company import CALLBACK_COMPANY_FIELDS, readers_lang_sql
@@ -220,15 +221,16 @@ class QimenCallbackHandler(models.AbstractModel):
             )
             if error:
                 return self._reply(log, fmt, "failed", error, order=order)
-            result = order._qimen_handle_notification_data(params)
-            message = {
-                "applied": "OK",
-                "recorded": self.env._("Recorded; the order is unchanged"),
-                "duplicate": self.env._("Nothing new: the ERP reported this already"),
-            }[result]
-            self.env["qimen.callback.log"]._store_applied(
-                log, order, result, message, call_key(call)
-            )
+            with sql_batch(self.env.cr):  # the note goes with the log row: one round trip
+                result = order._qimen_handle_notification_data(params)
+                message = {
+                    "applied": "OK",
+                    "recorded": self.env._("Recorded; the order is unchanged"),
+                    "duplicate": self.env._("Nothing new: the ERP reported this already"),
+                }[result]
+                self.env["qimen.callback.log"]._store_applied(
+                    log, order, result, message, call_key(call)
+                )
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             if not last_try:
                 raise  # Odoo runs the request again, in a new transaction

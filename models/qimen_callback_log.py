@@ -17,6 +17,7 @@ from ..qimen.inbound import (
     query_dict,
 )
 from ..qimen.text import storable
+from ..sql_batch import execute_with_batch
 
 _logger = logging.getLogger(__name__)
 LOGGED_BODY_CHARS = 4000
@@ -220,7 +221,8 @@ class QimenCallbackLog(models.Model):
         now = self.env.cr.now()
         vals.update(create_uid=self.env.uid, write_uid=self.env.uid, create_date=now)
         vals["write_date"] = now
-        self.env.cr.execute(
+        execute_with_batch(  # with the call's note, when it waits (see _apply)
+            self.env.cr,
             SQL(
                 "%s ON CONFLICT (company_id, call_key) DO NOTHING RETURNING id",
                 insert_sql(self._table, vals),

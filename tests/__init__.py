@@ -18,3 +18,4 @@ from . import test_pos_frontend
 from . import test_sync_report
 from . import test_resend
 from . import test_sync_health_dashboard
+from . import test_sql_batch

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 from urllib.parse import urlencode
 
+from odoo.sql_db import Cursor
 from odoo.tests import tagged
 
 from ..qimen.responses import parse_reply
@@ -234,6 +235,24 @@ class TestInboundCallback(QimenCallbackCase):
         self.assertIn("SF-NOTE", str(note.body))
         self.assertIn("-openerp-message-notify@", note.message_id)  # as Odoo makes them
         self.assertNotEqual(note.message_id, reference.message_id)
+
+    def test_the_note_goes_with_the_log_row_in_one_round_trip(self):
+        """The call's note and its log row are two INSERTs sent in one execute."""
+        executed = []
+        execute = Cursor.execute
+
+        def recording(cr, query, params=None, log_exceptions=True):
+            executed.append(str(getattr(query, "code", query)))
+            return execute(cr, query, params, log_exceptions)
+
+        params = {"orderBillCode": self.bill, "status": "2", "shippingSn": "SF-ONE"}
+        with patch.object(Cursor, "execute", recording):
+            self.assertEqual(self.call(params)[1].message, "OK")
+        notes = [query for query in executed if 'INSERT INTO "mail_message"' in query]
+        self.assertEqual(len(notes), 1, executed)
+        self.assertIn('INSERT INTO "qimen_callback_log"', notes[0])
+        self.assertIn("SF-ONE", str(self.order.message_ids[0].body))
+        self.assertEqual(self.Log.search([], limit=1).result, "applied")
 
     def test_a_failed_call_is_applied_when_replayed(self):
         params = {"orderBillCode": "ERP-LATE-1", "status": "2", "shippingSn": "LATE"}
