@@ -257,14 +257,23 @@ class TestOutboundTransitions(QimenPosCase):
 
     def test_the_till_does_not_ask_about_dead_updates_of_a_new_order(self):
         """A new order has no job yet (the cache says it): the INSERT that queues the
-        till's updates plans no subquery into the jobs for one, and the state is known."""
+        till's updates plans no subquery into the jobs for one, and the state is known.
+        The dispatcher's trigger goes in the same statement (the transaction has none
+        yet): nothing more at the commit."""
         if not self.config.current_session_id:
             self.open_new_session()
+        self.env.cr.postcommit.clear()  # a new transaction: it holds no trigger
         data = self.create_ui_order_data([(self.product1, 1)], uuid="00042-003-0011")
         with self.executed_queries() as executed:
             order = self._sync_order(data)
-        (insert,) = [q for q in executed if q.startswith("INSERT INTO qimen_sync_job")]
-        self.assertNotIn("EXISTS", insert)
+            self.env.cr.flush()  # what the commit runs first
+        (insert,) = [q for q in executed if "INSERT INTO qimen_sync_job" in q]
+        self.assertNotIn("dead.state", insert)
+        triggers = [q for q in executed if "INSERT INTO ir_cron_trigger" in q]
+        self.assertEqual(triggers, [insert])
+        cron = self.env.ref("pos_qimen_sync.ir_cron_qimen_dispatch")
+        trigger = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)], order="id desc")
+        self.assertEqual(trigger[:1].create_date, order.qimen_job_ids[:1].create_date)
         with self.assertQueryCount(0):
             self.assertEqual(order.qimen_sync_state, "pending")
 
