@@ -12,6 +12,7 @@ read timeout for the reply to start, then the rest of the read timeout for the b
 
 import functools
 import heapq
+import http.client
 import logging
 import re
 import socket
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from . import transport
 from .const import API_SALESORDER_UPDATE, SECRET_PARAMS
 from .request import build_salesorder_update, system_params
 from .responses import PERMANENT, SUCCESS, TRANSIENT, decode_reply, parse_reply
@@ -33,6 +35,7 @@ _local = threading.local()
 _SIGN_IN_URL = re.compile(r"(sign=)[0-9A-Fa-f]+")
 MAX_REPLY_CHARS = 4000
 MAX_REPLY_BYTES = 256 * 1024
+READ_CHUNK = 16384
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
 
@@ -216,23 +219,43 @@ class QimenClient:
         return result
 
     def _post(self, query, body):
-        """The only place that talks to the network: return ``(http_status, content)``."""
-        if self.session is None:
-            session, settings = shared_session(), environment_settings(self.url)
-        else:
-            session, settings = self.session, {}
+        """The only place that talks to the network: return ``(http_status, content)``.
+        Straight on the wire (:mod:`.transport`), unless the environment sets a proxy
+        for the gateway or the caller handed a session: then through requests."""
+        data = urlencode(body, encoding="utf-8").encode("ascii")
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
         deadline = time.monotonic() + sum(self.timeout)
-        response = session.post(
+        settings = environment_settings(self.url) if self.session is None else {}
+        if self.session is None and not requests.utils.select_proxy(self.url, settings["proxies"]):
+            url = f"{self.url}{'&' if '?' in self.url else '?'}{urlencode(query)}"
+            response, connection = transport.post(
+                url, data, headers["Content-Type"], self.timeout, settings["verify"]
+            )
+            try:
+                content = _read_body(response, deadline, sum(self.timeout), response.read)
+            except BaseException:
+                # a body not read to its end: the connection cannot serve again
+                transport.forget(connection)
+                raise
+            response.close()  # its reader; the connection stays open for the next call
+            if response.will_close:
+                transport.forget(connection)
+            return response.status, content
+        response = (self.session or shared_session()).post(
             self.url,
             params=query,
-            data=urlencode(body, encoding="utf-8").encode("ascii"),
-            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            data=data,
+            headers=headers,
             timeout=self.timeout,
             stream=True,
             **settings,
         )
         with response:
-            return response.status_code, _read_body(response, deadline, sum(self.timeout))
+            chunks = response.iter_content(READ_CHUNK)
+            content = _read_body(
+                response.raw, deadline, sum(self.timeout), lambda _size: next(chunks, b"")
+            )
+            return response.status_code, content
 
     def _clean(self, text):
         """Remove the secret and any signature from a text (URLs in exceptions), and what
@@ -240,22 +263,23 @@ class QimenClient:
         return storable(mask_signatures(redact(text, [self._secret])))
 
 
-def _read_body(response, deadline, budget):
-    """Read a streamed reply before ``deadline`` (monotonic) and within MAX_REPLY_BYTES.
+def _read_body(raw, deadline, budget, read):
+    """Read a reply's body with ``read(size)`` (b"" at its end) before ``deadline``
+    (monotonic) and within MAX_REPLY_BYTES.
 
     Each socket read has the read timeout, so a reply trickling in byte by byte would never
     time out: the deadline watcher shuts the socket down at the deadline, which ends the
     blocked read."""
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    sock = _socket_of(raw)
     watch = _DEADLINES.watch(deadline, sock) if sock is not None else None
     chunks, size = [], 0
     try:
-        for chunk in response.iter_content(16384):
+        while chunk := read(READ_CHUNK):
             size += len(chunk)
             if size > MAX_REPLY_BYTES:
                 raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
             chunks.append(chunk)
-    except (requests.RequestException, OSError):
+    except (requests.RequestException, OSError, http.client.HTTPException):
         if not (watch and watch.cut):
             raise
     finally:
@@ -264,6 +288,15 @@ def _read_body(response, deadline, budget):
     if watch and watch.cut:
         raise requests.Timeout(f"reply not complete within {budget:g}s")
     return b"".join(chunks)
+
+
+def _socket_of(raw):
+    """The socket a reply is read from: http.client's (its file's raw socket IO), or
+    urllib3's (its connection's)."""
+    sock = getattr(getattr(getattr(raw, "fp", None), "raw", None), "_sock", None)
+    if sock is None:
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+    return sock
 
 
 class _Watch:
