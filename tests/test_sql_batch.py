@@ -62,3 +62,18 @@ class TestSqlBatch(TransactionCase):
                 execute_soon(self.cr, self.insert("inner"))
             self.assertEqual(self.names(), ["inner"])
         self.assertEqual(self.names(), ["inner", "outer"])
+
+    def test_a_flush_inside_the_block_loses_nothing(self):
+        # a flushing savepoint runs the precommit hooks, which clear their data (where
+        # the batch is found): what was held goes at the end of the block, what comes
+        # after the flush runs at once
+        with sql_batch(self.cr):
+            execute_soon(self.cr, self.insert("held"))
+            with self.cr.savepoint():
+                pass
+            self.assertNotIn("pos_qimen_sync.sql_batch", self.cr.precommit.data)
+            execute_soon(self.cr, self.insert("after flush"))
+            self.assertEqual(self.names(), ["after flush"])
+            execute_with_batch(self.cr, self.insert("log"))
+            self.assertEqual(self.names(), ["after flush", "log"])
+        self.assertEqual(self.names(), ["after flush", "held", "log"])
