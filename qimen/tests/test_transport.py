@@ -1,7 +1,10 @@
 """The client's own wire (qimen/transport.py), against a scripted HTTP server that
 records each connection and each request as it came."""
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
@@ -9,7 +12,7 @@ import pytest
 from conftest import APP_KEY, SECRET
 
 from qimen import transport
-from qimen.client import QimenClient
+from qimen.client import QimenClient, environment_settings
 from qimen.signing import verify
 
 VALUES = {"orderBillCode": "门店/0001", "status": "1", "customerid": "S1", "confirm": "1"}
@@ -21,13 +24,15 @@ class ScriptedServer:
     counts requests across connections), then keeps the connection unless ``close_after``
     says so."""
 
-    def __init__(self, reply=None, close_after=lambda number: False):
+    def __init__(self, reply=None, close_after=lambda number: False, tls=None):
         self.reply = reply or (lambda number: _response(OK))
+        self.tls = tls  # a server-side SSLContext: HTTPS
         self.close_after = close_after
         self.connections, self.requests, self.closed = 0, [], threading.Semaphore(0)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/router/qm"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://localhost:{self.port}/router/qm"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -41,6 +46,8 @@ class ScriptedServer:
 
     def _serve(self, conn):
         try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             self._requests_of(conn)
         except OSError:  # the client closed its kept connection
             pass
@@ -111,7 +118,7 @@ def test_the_request_is_one_send_signed_and_framed(fresh_connections, monkeypatc
     ((line, headers, body),) = server.requests
     method, target, version = line.split(" ")
     assert (method, version, urlsplit(target).path) == ("POST", "HTTP/1.1", "/router/qm")
-    assert headers["Host"] == f"127.0.0.1:{server.port}"
+    assert headers["Host"] == f"localhost:{server.port}"
     assert headers["Content-Type"] == "application/x-www-form-urlencoded; charset=utf-8"
     assert int(headers["Content-Length"]) == len(body)
     query = dict(parse_qsl(urlsplit(target).query))
@@ -179,3 +186,42 @@ def test_a_url_a_request_line_cannot_carry_is_refused_unsent(fresh_connections, 
         server.close()
     assert result.transient and "not a usable URL" in result.describe()
     assert server.connections == 0
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for localhost: (its file, a server context with it)."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl (the command) is needed to make a certificate")
+    cert, key = tmp_path / "gateway.pem", tmp_path / "gateway.key"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        [*command, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return str(cert), context
+
+
+def test_https_verifies_the_gateway_against_the_ca_bundle(
+    fresh_connections, certificate, monkeypatch
+):
+    cert, context = certificate
+    server = ScriptedServer(tls=context)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    environment_settings.cache_clear()
+    try:
+        untrusted = client(server.url).salesorder_update(VALUES)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # as requests reads it
+        environment_settings.cache_clear()
+        trusted = client(server.url).salesorder_update(VALUES)
+    finally:
+        environment_settings.cache_clear()
+        server.close()
+    assert untrusted.transient and "CERTIFICATE_VERIFY_FAILED" in untrusted.describe()
+    assert trusted.ok, trusted.describe()
+    assert len(server.requests) == 1, "nothing was sent to the untrusted gateway"
