@@ -58,15 +58,15 @@ def _dropped(sock):
 
 
 def _socket(key, timeout):
-    """This thread's open connection for ``key`` (its socket on the read timeout), or a
-    new one connected within the connect timeout."""
+    """This thread's open connection for ``key``, or a new one connected within the
+    connect timeout (:func:`post` then sets its call's read timeout)."""
     scheme, host, port, verify = key
     pool = _sockets()
     sock = pool.get(key)
     if sock is not None and not _dropped(sock):
         return sock
     forget(key)
-    connect, read = timeout
+    connect = timeout[0]
     try:
         sock = socket.create_connection((host, port), timeout=connect)
     except TimeoutError as exc:
@@ -83,7 +83,6 @@ def _socket(key, timeout):
     except OSError as exc:  # ssl.SSLError included
         sock.close()
         raise requests.ConnectionError(f"TLS with {host}:{port} failed: {exc}") from None
-    sock.settimeout(read)
     pool[key] = sock
     return sock
 
@@ -117,6 +116,7 @@ def post(url, body, content_type, timeout, verify=True):
     )
     key = (scheme, parts.hostname, port, verify)
     sock = _socket(key, timeout)
+    sock.settimeout(timeout[1])  # this client's read timeout: a kept socket may be another's
     try:
         sock.sendall(head.encode("latin-1") + body)
         response = http.client.HTTPResponse(sock, method="POST")

@@ -6,6 +6,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -24,8 +25,9 @@ class ScriptedServer:
     counts requests across connections), then keeps the connection unless ``close_after``
     says so."""
 
-    def __init__(self, reply=None, close_after=lambda number: False, tls=None):
+    def __init__(self, reply=None, close_after=lambda number: False, tls=None, delay=None):
         self.reply = reply or (lambda number: _response(OK))
+        self.delay = delay or (lambda number: 0)
         self.tls = tls  # a server-side SSLContext: HTTPS
         self.close_after = close_after
         self.connections, self.requests, self.closed = 0, [], threading.Semaphore(0)
@@ -70,6 +72,7 @@ class ScriptedServer:
                 body, buffer = buffer[:length], buffer[length:]
                 self.requests.append((lines[0], headers, body))
                 number = len(self.requests)
+                time.sleep(self.delay(number))
                 conn.sendall(self.reply(number))
                 if self.close_after(number):
                     conn.close()
@@ -95,8 +98,8 @@ def fresh_connections():
         transport.forget(key)
 
 
-def client(url):
-    return QimenClient(url, APP_KEY, SECRET, target_app_key="87654321", read_timeout=5)
+def client(url, read_timeout=5):
+    return QimenClient(url, APP_KEY, SECRET, target_app_key="87654321", read_timeout=read_timeout)
 
 
 def test_the_request_is_one_send_signed_and_framed(fresh_connections, monkeypatch):
@@ -153,6 +156,20 @@ def test_a_connection_the_gateway_closed_is_replaced_before_sending(fresh_connec
         server.close()
     assert all(result.ok for result in results), [r.describe() for r in results]
     assert server.connections == 3 and len(server.requests) == 3, "each sent once"
+
+
+def test_each_client_waits_its_own_read_timeout_on_a_kept_connection(fresh_connections):
+    server = ScriptedServer(delay=lambda number: 1.5 if number == 2 else 0)
+    try:
+        assert client(server.url, read_timeout=5).salesorder_update(VALUES).ok
+        started = time.monotonic()
+        impatient = client(server.url, read_timeout=0.3).salesorder_update(VALUES)
+        waited = time.monotonic() - started
+    finally:
+        server.close()
+    assert server.connections == 1, "the second call went on the first's connection"
+    assert impatient.transient and impatient.describe().startswith("timeout")
+    assert waited < 1.2, "not the first client's 5 s"
 
 
 def test_a_reply_that_closes_its_connection_is_not_kept(fresh_connections):
