@@ -24,6 +24,7 @@ import threading
 from urllib.parse import urlsplit
 
 import requests
+from requests.utils import requote_uri
 
 _local = threading.local()
 # what may not appear in a request line: whitespace and control characters
@@ -102,14 +103,16 @@ def post(url, body, content_type, timeout, verify=True):
     (see :func:`tls_context`)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # the configured path quoted as requests quotes it (spaces, non-ASCII); the query
+    # string is ours, already encoded
+    target = requote_uri(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if scheme not in ("http", "https") or not parts.hostname or _UNSAFE.search(target):
         raise requests.exceptions.InvalidURL(f"not a usable URL: {parts.scheme}://{parts.netloc}")
     port = parts.port or (443 if scheme == "https" else 80)
-    default_port = port == (443 if scheme == "https" else 80)
-    host = parts.hostname if default_port else f"{parts.hostname}:{port}"
-    if ":" in parts.hostname:  # an IPv6 address
-        host = f"[{parts.hostname}]" if default_port else f"[{parts.hostname}]:{port}"
+    name = parts.hostname.encode("idna").decode("ascii")
+    if ":" in name:  # an IPv6 address
+        name = f"[{name}]"
+    host = name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
     head = (
         f"POST {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -194,15 +194,30 @@ def test_an_oversized_reply_is_refused_and_its_connection_dropped(fresh_connecti
     assert after.ok and server.connections == 2
 
 
-@pytest.mark.parametrize("path", ["/router qm", "/router/qm\r\nX-Injected: 1"])
-def test_a_url_a_request_line_cannot_carry_is_refused_unsent(fresh_connections, path):
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/router qm", "/router%20qm"),
+        ("/网关/qm", "/%E7%BD%91%E5%85%B3/qm"),
+        # urlsplit drops CR and LF (as WHATWG's URL parser): no header can be injected
+        ("/router/qm\r\nX-Injected: 1", "/router/qmX-Injected:%201"),
+    ],
+)
+def test_the_configured_path_is_quoted_as_requests_quotes_it(fresh_connections, path, sent):
     server = ScriptedServer()
     try:
-        result = client(f"http://127.0.0.1:{server.port}{path}").salesorder_update(VALUES)
+        result = client(f"http://localhost:{server.port}{path}").salesorder_update(VALUES)
     finally:
         server.close()
+    assert result.ok, result.describe()
+    ((line, headers, _body),) = server.requests
+    assert urlsplit(line.split(" ")[1]).path == sent
+    assert "X-Injected" not in headers
+
+
+def test_a_url_that_is_not_http_is_refused_unsent(fresh_connections):
+    result = client("ftp://localhost/router/qm").salesorder_update(VALUES)
     assert result.transient and "not a usable URL" in result.describe()
-    assert server.connections == 0
 
 
 @pytest.fixture
